@@ -1,0 +1,5 @@
+"""Allow `python -m mailaudit`."""
+
+from mailaudit.cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""The command line: parse arguments, call one library function, print the result. The only module that
+prints or exits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import sys
+import tempfile
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from mailaudit import __version__
+from mailaudit.config import Config, load_config
+from mailaudit.errors import ExitStatus, MailauditError
+from mailaudit.progress import Progress, SilentProgress
+
+log = logging.getLogger("mailaudit")
+
+
+@dataclass
+class Ctx:
+    config_path: str | None
+    db: str | None
+    verbose: int
+    quiet: bool
+    traceback: bool
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def open(self, cfg: Config) -> sqlite3.Connection:
+        from mailaudit.store import open_store
+
+        return open_store(cfg.db_path(self.db))
+
+    def progress(self) -> Progress:
+        if self.quiet:
+            return SilentProgress()
+        if sys.stderr.isatty():
+            return BarProgress()
+        return LogProgress()
+
+
+class BarProgress:
+    """A tqdm bar on a terminal: bytes for the ETA, messages and their rate in the postfix."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.items = 0
+
+    def begin(self, label: str, total: int | None, unit: str) -> None:
+        from tqdm import tqdm
+
+        self.items = 0
+        self.bar = tqdm(total=total, unit=unit, unit_scale=True, desc=label, file=sys.stderr, leave=False)
+
+    def advance(self, amount: int, items: int = 0) -> None:
+        if self.bar is None:
+            return
+        self.items += items
+        self.bar.update(amount)
+        if items:
+            rate = self.items / max(self.bar.format_dict["elapsed"], 1e-6)
+            self.bar.set_postfix_str(f"{self.items} msgs, {rate:,.0f} msg/s", refresh=False)
+
+    def note(self, text: str) -> None:
+        log.debug(text)
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class LogProgress:
+    """Quiet one-line logs for cron: one per file and one per 10,000 messages."""
+
+    EVERY = 10_000
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.label = ""
+
+    def begin(self, label: str, total: int | None, unit: str) -> None:
+        self.items, self.label = 0, label
+
+    def advance(self, amount: int, items: int = 0) -> None:
+        before = self.items // self.EVERY
+        self.items += items
+        if self.items // self.EVERY > before:
+            log.info("%s: %d messages", self.label, self.items)
+
+    def note(self, text: str) -> None:
+        log.info("%s: %s", self.label, text)
+
+    def end(self) -> None:
+        pass
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mailaudit: %(message)s"))
+    root = logging.getLogger("mailaudit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", metavar="PATH",
+    help="Config file (else $MAILAUDIT_CONFIG, else the platform config dir).",
+)
+@click.option("--db", metavar="PATH", help="Store file; overrides [store] path in the config.")
+@click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors and the final result.")
+@click.option("--traceback", is_flag=True, help="Show the full stack on an error.")
+@click.version_option(__version__, prog_name="mailaudit")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: str | None, db: str | None, verbose: int, quiet: bool, traceback: bool
+) -> None:
+    """Audit the give and take of your professional relationships, from your own mail."""
+    _setup_logging(verbose, quiet)
+    ctx.obj = Ctx(config_path, db, verbose, quiet, traceback)
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.pass_obj
+def import_cmd(obj: Ctx, paths: tuple[str, ...]) -> None:
+    """Import mbox (.mbox.gz), Google Takeout, Maildir or .eml exports; directories are searched."""
+    from mailaudit.ingest import import_paths
+
+    cfg = obj.config()
+    with closing(obj.open(cfg)) as conn:
+        s = import_paths(conn, list(paths), cfg, obj.progress())
+    click.echo(
+        f"imported {s.new} new messages ({s.duplicates} duplicates, {s.skipped} skipped, {s.defects} with defects) "
+        f"from {s.sources} mailboxes ({s.unchanged} unchanged); {s.threads} threads"
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@click.pass_obj
+def status(obj: Ctx, as_json: bool) -> None:
+    """What the store holds: messages, threads, contacts, dates, sources, defects."""
+    from mailaudit.store import load_status
+
+    cfg = obj.config()
+    with closing(obj.open(cfg)) as conn:
+        st = load_status(conn)
+    click.echo(json.dumps(st, indent=2) if as_json else _format_status(st))
+
+
+def _format_status(st: dict) -> str:
+    me = ", ".join(st["me"]) or "unknown (set [identity] addresses in the config)"
+    lines = [
+        f"messages  {st['messages']} ({st['sent']} sent, {st['received']} received, {st['bulk']} bulk)",
+        f"threads   {st['threads']}",
+        f"contacts  {st['contacts']}",
+        f"defects   {st['defects']} messages stored with defects",
+        f"dates     {st['first_date'] or '-'} .. {st['last_date'] or '-'}",
+        f"me        {me}",
+    ]
+    if st["me_inferred"]:
+        lines.append(f"          (inferred from sent folders: {', '.join(st['me_inferred'])})")
+    lines.append("sources")
+    for s in st["sources"]:
+        done = "" if s["complete"] else "  (incomplete: import again to resume)"
+        lines.append(f"  {s['messages']:>7}  {s['kind']:<7} {s['path']}{done}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--keep", "keep_dir", metavar="DIR", help="Keep the demo store in DIR instead of a temp dir.")
+@click.pass_obj
+def demo(obj: Ctx, keep_dir: str | None) -> None:
+    """Run mailaudit on the bundled sample mailbox, in a throwaway store."""
+    from mailaudit.ingest import import_paths
+    from mailaudit.sample import sample_mailbox
+    from mailaudit.store import load_status, open_store
+
+    with tempfile.TemporaryDirectory(prefix="mailaudit-demo-") as tmp:
+        db = Path(keep_dir or tmp) / "demo.db"
+        cfg = Config()
+        with closing(open_store(db)) as conn:
+            s = import_paths(conn, [str(sample_mailbox())], cfg, obj.progress())
+            st = load_status(conn)
+    click.echo(f"demo: imported {s.new} messages from the bundled sample mailbox")
+    click.echo(_format_status(st))
+
+
+def main() -> None:
+    """Entry point: the one place that turns errors into a line and an exit status."""
+    ctx_traceback = "--traceback" in sys.argv
+    try:
+        rc = cli.main(standalone_mode=False, prog_name="mailaudit")
+    except click.exceptions.Abort:
+        _die("interrupted; everything committed so far is kept, run the command again to resume",
+             ExitStatus.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitStatus.USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except MailauditError as exc:
+        if ctx_traceback:
+            raise
+        _die(str(exc), exc.status)
+    except KeyboardInterrupt:
+        _die("interrupted; everything committed so far is kept, run the command again to resume",
+             ExitStatus.INTERRUPTED)
+    except Exception as exc:
+        if ctx_traceback:
+            raise
+        _die(f"unexpected {type(exc).__name__}: {exc} (run again with --traceback and report it)", ExitStatus.ERROR)
+    sys.exit(rc if isinstance(rc, int) else ExitStatus.OK)
+
+
+def _die(message: str, status: ExitStatus) -> None:
+    click.echo(f"mailaudit: error: {message}", err=True)
+    sys.exit(int(status))

@@ -1,0 +1,347 @@
+"""The SQLite store: open (pragmas, migrations, refusal of foreign files), save_* and load_* calls."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailaudit.errors import StoreError
+from mailaudit.migrations import MIGRATIONS
+from mailaudit.parse import ParsedMessage
+from mailaudit.threads import ThreadInput
+
+APPLICATION_ID = 0x4D415544  # "MAUD": marks a file as a mailaudit store
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class SourceState:
+    id: int
+    done_offset: int
+    complete: bool
+    unchanged: bool
+
+
+@dataclass
+class BatchResult:
+    new: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    defects: int = 0
+
+
+def open_store(path: Path) -> sqlite3.Connection:
+    """Open (creating 0600 if new) and migrate the store; a foreign or corrupt file is refused, never touched."""
+    path = Path(path)
+    _check_foreign(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    try:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a usable mailaudit store ({exc}); move it aside or pass --db") from None
+    return conn
+
+
+def _check_foreign(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(100)
+    if not head.startswith(_SQLITE_MAGIC):
+        raise StoreError(f"{path}: exists and is not a SQLite database; refusing to overwrite it (pass --db)")
+    app_id = int.from_bytes(head[68:72], "big")
+    if app_id not in (0, APPLICATION_ID):
+        raise StoreError(f"{path}: is another program's database; refusing to touch it (pass --db)")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app_id == 0 and version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+        if tables:
+            raise StoreError(f"{path}: is a SQLite database of another program; refusing to touch it (pass --db)")
+    if version > len(MIGRATIONS):
+        raise StoreError(f"{path}: was written by a newer mailaudit (schema {version}); upgrade mailaudit")
+    if 0 < version < len(MIGRATIONS):
+        backup = path.with_name(f"{path.name}.bak-v{version}")
+        dest = sqlite3.connect(backup)
+        conn.backup(dest)
+        dest.close()
+        os.chmod(backup, 0o600)
+    for number, (_name, sql) in enumerate(MIGRATIONS, start=1):
+        if number <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def save_source(
+    conn: sqlite3.Connection, key: str, kind: str, path: str, folder: str, sent_folder: bool,
+    size: int | None, mtime: float | None,
+) -> SourceState:
+    """Register a source (idempotent) and say where a re-import should resume."""
+    row = conn.execute(
+        "SELECT id, size, mtime, done_offset, complete FROM sources WHERE key=?", (key,)
+    ).fetchone()
+    if row is None:
+        cur = conn.execute(
+            "INSERT INTO sources(key, kind, path, folder, sent_folder, size, mtime) VALUES (?,?,?,?,?,?,?)",
+            (key, kind, path, folder, int(sent_folder), size, mtime),
+        )
+        return SourceState(int(cur.lastrowid or 0), 0, False, False)
+    sid, old_size, old_mtime, done, complete = row
+    unchanged = old_size == size and old_mtime == mtime
+    if not unchanged:
+        # an mbox that only grew resumes at the cursor; one rewritten in place is read again (dedup holds)
+        grew = kind == "mbox" and old_size is not None and size is not None and size >= old_size
+        done = done if grew else 0
+        conn.execute(
+            "UPDATE sources SET size=?, mtime=?, done_offset=?, complete=0 WHERE id=?", (size, mtime, done, sid)
+        )
+        complete = 0
+    return SourceState(sid, int(done), bool(complete), unchanged)
+
+
+def mark_source_complete(conn: sqlite3.Connection, source_id: int) -> None:
+    conn.execute(
+        "UPDATE sources SET complete=1, imported_at=?, "
+        "messages=(SELECT count(*) FROM locations WHERE source=?) WHERE id=?",
+        (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), source_id, source_id),
+    )
+
+
+def load_known_locations(conn: sqlite3.Connection, source_id: int) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT location FROM locations WHERE source=?", (source_id,))}
+
+
+def save_batch(
+    conn: sqlite3.Connection,
+    source_id: int,
+    items: Iterable[tuple[str, ParsedMessage | None, bool]],
+    done_offset: int | None = None,
+) -> BatchResult:
+    """Store a batch and advance the source cursor in ONE transaction: a crash keeps all or none of it.
+
+    Items are (location, parsed message or None for an unreadable one, found in a sent folder).
+    """
+    result = BatchResult()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for location, pm, sent_hint in items:
+            if pm is None:
+                result.skipped += 1
+                continue
+            _save_one(conn, source_id, location, pm, sent_hint, result)
+        if done_offset is not None:
+            conn.execute("UPDATE sources SET done_offset=? WHERE id=?", (done_offset, source_id))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _find_existing(conn: sqlite3.Connection, pm: ParsedMessage, chash: str) -> tuple[int | None, bool]:
+    """(stored message this one duplicates, whether its Message-ID is already taken by another message)."""
+    id_taken = False
+    if pm.message_id:
+        row = conn.execute(
+            "SELECT m.id, m.from_addr, m.date_ts FROM message_ids i JOIN messages m ON m.id=i.message "
+            "WHERE i.msgid=?",
+            (pm.message_id,),
+        ).fetchone()
+        if row is not None:
+            if row[1] == pm.from_addr and row[2] == pm.date_ts:
+                return int(row[0]), False
+            id_taken = True  # same Message-ID, different message: not trustworthy
+    row = conn.execute("SELECT id FROM messages WHERE content_hash=? LIMIT 1", (chash,)).fetchone()
+    return (int(row[0]) if row else None), id_taken
+
+
+def _save_one(
+    conn: sqlite3.Connection, source_id: int, location: str, pm: ParsedMessage, sent_hint: bool,
+    result: BatchResult,
+) -> None:
+    chash = pm.content_hash()
+    existing, id_taken = _find_existing(conn, pm, chash)
+    if existing is not None:
+        result.duplicates += 1
+        if pm.message_id and not id_taken:
+            conn.execute("INSERT OR IGNORE INTO message_ids VALUES (?,?)", (pm.message_id, existing))
+        if sent_hint:
+            conn.execute("UPDATE messages SET sent_hint=1 WHERE id=?", (existing,))
+        conn.execute("INSERT OR REPLACE INTO locations VALUES (?,?,?)", (source_id, location, existing))
+        return
+    defects = list(pm.defects)
+    if id_taken:
+        defects.append("duplicate_message_id")
+    if defects:
+        result.defects += 1
+    sent = sent_hint or "Sent" in pm.gm_labels
+    cur = conn.execute(
+        "INSERT INTO messages(message_id, content_hash, gm_thrid, date_ts, from_addr, from_name, subject,"
+        " norm_subject, in_reply_to, refs, is_reply, is_forward, sent_hint, bulk, n_to, n_cc, body_text,"
+        " own_text, own_fp, quote_fp, has_attachment, attachment_names, labels, size, defects, first_source)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            pm.message_id, chash, pm.gm_thrid, pm.date_ts, pm.from_addr, pm.from_name, pm.subject,
+            pm.norm_subject, pm.in_reply_to, " ".join(pm.references), int(pm.is_reply), int(pm.is_forward),
+            int(sent), pm.bulk, len(pm.to), len(pm.cc), pm.body_text, pm.own_text, pm.own_fp, pm.quote_fp,
+            int(pm.has_attachment), "\n".join(pm.attachment_names), "\n".join(pm.gm_labels), pm.size,
+            "\n".join(defects), source_id,
+        ),
+    )
+    mid = int(cur.lastrowid or 0)
+    result.new += 1
+    if pm.message_id and not id_taken:
+        conn.execute("INSERT OR IGNORE INTO message_ids VALUES (?,?)", (pm.message_id, mid))
+    rows = [(mid, a, "to") for a, _ in pm.to] + [(mid, a, "cc") for a, _ in pm.cc]
+    conn.executemany("INSERT OR IGNORE INTO recipients VALUES (?,?,?)", rows)
+    named = [(a, n) for a, n in [(pm.from_addr, pm.from_name), *pm.to, *pm.cc] if a and n]
+    conn.executemany("INSERT INTO names VALUES (?,?) ON CONFLICT(addr) DO NOTHING", named)
+    conn.execute("INSERT OR REPLACE INTO locations VALUES (?,?,?)", (source_id, location, mid))
+
+
+def load_thread_inputs(conn: sqlite3.Connection) -> list[ThreadInput]:
+    recips: dict[int, list[str]] = {}
+    for mid, addr in conn.execute("SELECT message, addr FROM recipients"):
+        recips.setdefault(mid, []).append(addr)
+    rows = conn.execute(
+        "SELECT id, message_id, in_reply_to, refs, norm_subject, date_ts, gm_thrid, is_reply, own_fp, quote_fp,"
+        " from_addr FROM messages"
+    )
+    return [
+        ThreadInput(
+            id=r[0], message_id=r[1], in_reply_to=r[2], references=r[3].split() if r[3] else [],
+            norm_subject=r[4], date_ts=r[5], gm_thrid=r[6], is_reply=bool(r[7]), own_fp=r[8], quote_fp=r[9],
+            from_addr=r[10], recipients=frozenset(recips.get(r[0], ())),
+        )
+        for r in rows
+    ]
+
+
+def save_threads(conn: sqlite3.Connection, roots: dict[int, int]) -> int:
+    """Write the message -> thread assignment and rebuild the threads table; returns the thread count."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _roots (id INTEGER PRIMARY KEY, root INTEGER)")
+        conn.execute("DELETE FROM _roots")
+        conn.executemany("INSERT INTO _roots VALUES (?,?)", roots.items())
+        conn.execute(
+            "UPDATE messages SET thread_id=(SELECT root FROM _roots WHERE _roots.id=messages.id) "
+            "WHERE thread_id IS NOT (SELECT root FROM _roots WHERE _roots.id=messages.id)"
+        )
+        conn.execute("DELETE FROM threads")
+        conn.execute(
+            "INSERT INTO threads(id, root, subject, gm_thrid, first_ts, last_ts, n_messages) "
+            "SELECT m.thread_id, m.thread_id, r.subject, max(m.gm_thrid), min(m.date_ts), max(m.date_ts), count(*) "
+            "FROM messages m JOIN messages r ON r.id=m.thread_id GROUP BY m.thread_id"
+        )
+        conn.execute("DROP TABLE _roots")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return conn.execute("SELECT count(*) FROM threads").fetchone()[0]
+
+
+def infer_identity(conn: sqlite3.Connection) -> list[str]:
+    """The owner's addresses as seen in sent folders: each sent source's dominant From address."""
+    rows = conn.execute(
+        "SELECT l.source, m.from_addr, count(*) FROM locations l JOIN messages m ON m.id=l.message "
+        "WHERE m.sent_hint=1 AND m.from_addr!='' GROUP BY l.source, m.from_addr"
+    ).fetchall()
+    per_source: dict[int, list[tuple[int, str]]] = {}
+    for source, addr, n in rows:
+        per_source.setdefault(source, []).append((n, addr))
+    found: set[str] = set()
+    for counts in per_source.values():
+        total = sum(n for n, _ in counts)
+        n, addr = max(counts)
+        if n * 2 >= total:
+            found.add(addr)
+    return sorted(found)
+
+
+def save_identity(conn: sqlite3.Connection, configured: list[str], inferred: list[str]) -> None:
+    """Record the owner's addresses and recompute every message's direction from them."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM identity")
+        conn.executemany("INSERT OR IGNORE INTO identity VALUES (?, 'config')", [(a,) for a in configured])
+        conn.executemany("INSERT OR IGNORE INTO identity VALUES (?, 'inferred')", [(a,) for a in inferred])
+        conn.execute(
+            "UPDATE messages SET direction=CASE WHEN from_addr IN (SELECT addr FROM identity) "
+            "THEN 'sent' ELSE 'received' END"
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def load_identity(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT addr, origin FROM identity ORDER BY addr"))
+
+
+_CONTACTS_SQL = """
+SELECT count(DISTINCT addr) FROM (
+    SELECT from_addr AS addr FROM messages WHERE direction='received' AND bulk=''
+    UNION
+    SELECT r.addr FROM recipients r JOIN messages m ON m.id=r.message WHERE m.direction='sent' AND m.bulk=''
+) WHERE addr != '' AND addr NOT IN (SELECT addr FROM identity)
+"""
+
+
+def load_status(conn: sqlite3.Connection) -> dict:
+    """What the store holds, for `mailaudit status`."""
+    one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+    first, last = conn.execute("SELECT min(date_ts), max(date_ts) FROM messages").fetchone()
+    identity = load_identity(conn)
+    sources = [
+        {"kind": k, "path": p, "folder": f, "messages": n, "complete": bool(c)}
+        for k, p, f, n, c in conn.execute(
+            "SELECT s.kind, s.path, s.folder, (SELECT count(*) FROM locations l WHERE l.source=s.id), s.complete "
+            "FROM sources s ORDER BY s.id"
+        )
+    ]
+    return {
+        "messages": one("SELECT count(*) FROM messages"),
+        "threads": one("SELECT count(DISTINCT thread_id) FROM messages"),
+        "contacts": one(_CONTACTS_SQL),
+        "defects": one("SELECT count(*) FROM messages WHERE defects!=''"),
+        "bulk": one("SELECT count(*) FROM messages WHERE bulk!=''"),
+        "sent": one("SELECT count(*) FROM messages WHERE direction='sent'"),
+        "received": one("SELECT count(*) FROM messages WHERE direction='received'"),
+        "first_date": _iso_date(first),
+        "last_date": _iso_date(last),
+        "me": sorted(identity),
+        "me_inferred": sorted(a for a, o in identity.items() if o == "inferred"),
+        "sources": sources,
+    }
+
+
+def _iso_date(ts: int | None) -> str | None:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts is not None else None

@@ -1,0 +1,119 @@
+"""Split a plain-text body into the author's own text and the quoted/forwarded rest.
+
+Client reply headers and signatures are found by mail-parser-reply (multi-language, Outlook aware);
+the older corporate forms it misses (Lotus Notes forwards and header blocks, Outlook's dashed
+"Original Message" line with wrapped dates) are cut here first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailparser_reply import EmailReplyParser
+
+_LANGUAGES = ["en"]  # other languages' reply headers are cut by _CUT_MARKERS below
+_PARSER = EmailReplyParser(languages=_LANGUAGES)
+_MAX_SCAN = 65536
+
+# Each marker starts the quoted/forwarded zone at the beginning of its match.
+_CUT_MARKERS = re.compile(
+    "|".join(
+        [
+            r"^[ \t>]*-{2,}[ \t]*Forwarded by\b",  # Lotus Notes
+            r"^[ \t>]*-{2,}[ \t]*(?:Original|Forwarded) Message[ \t]*-{2,}",  # Outlook, Gmail
+            r"^[ \t]*-{5,}[ \t]*Original Message",
+            r"^[ \t]*Begin forwarded message:",  # Apple Mail
+            r"^[ \t]*_{8,}[ \t]*\n[ \t]*From:",  # Outlook web separator
+            # Outlook-style header block, in the languages mail clients write it in
+            r"^[ \t]*\*?(?:From|Von|De|Da|Van|Från|Fra|Od)[ \t]?:\*?[ \t].+\n"
+            r"(?:[ \t]*\*?(?:Sent|Date|To|Cc|Subject|Gesendet|Datum|An|Betreff|Envoyé|Objet|À|Enviado|Fecha|"
+            r"Para|Asunto|Inviato|Oggetto|A|Verzonden|Aan|Onderwerp|Skickat|Till|Ämne)[ \t]?:\*?.*\n){2,}",
+            r"^[ \t]*On\b[^\n]{0,200}\n?[^\n]{0,200}\bwrote:[ \t]*$",  # Gmail/Apple (may wrap once)
+            r"^[ \t]*Le\b[^\n]{0,200}\n?[^\n]{0,200}\ba écrit[ \t]*:[ \t]*$",
+            r"^[ \t]*Am\b[^\n]{0,200}\n?[^\n]{0,200}\bschrieb[^\n]{0,80}:[ \t]*$",
+            r"^[ \t]*El\b[^\n]{0,200}\n?[^\n]{0,200}\bescribió[ \t]*:[ \t]*$",
+            r"^[ \t]*(?:Il|Op)\b[^\n]{0,200}\n?[^\n]{0,200}\b(?:ha scritto|schreef)[ \t]*:[ \t]*$",
+            # Lotus Notes reply header: "Name@DOMAIN" / date line / ... / "To:"
+            r"^[^\n]{1,120}\n[ \t]*\d{1,2}/\d{1,2}/\d{2,4}[ \t]+\d{1,2}:\d{2}(?:[ \t]*[AP]M)?[^\n]*\n"
+            r"(?:[ \t]*\n){0,3}[ \t]*To:",
+            r"^[ \t]*From:[ \t]+[^\n]{1,120}\d{1,2}/\d{1,2}/\d{2,4}[ \t]+\d{1,2}:\d{2}",  # Lotus inline From
+        ]
+    ),
+    re.MULTILINE | re.IGNORECASE,
+)
+_QUOTED_LINE = re.compile(r"^[ \t]*>")
+_SPACE = re.compile(r"[ \t\u00a0]+")
+_BLANKS = re.compile(r"\n{3,}")
+_FP_DROP = re.compile(r"[^a-z0-9]+")
+_SUBJECT_LINE = re.compile(r"^[ \t>]*\*?Subject:", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Zones:
+    own: str
+    quoted: str
+
+
+def split_own_text(body: str) -> Zones:
+    """The author's own words (no quotes, forwards or signature) and everything quoted below them."""
+    text = body[:_MAX_SCAN].replace("\r\n", "\n").replace("\r", "\n")
+    head, quoted = _cut_at_marker(text)
+    own_lines, quoted_lines = [], []
+    for line in head.split("\n"):
+        (quoted_lines if _QUOTED_LINE.match(line) else own_lines).append(line)
+    head = "\n".join(own_lines)
+    if quoted_lines:
+        quoted = "\n".join(quoted_lines) + ("\n" + quoted if quoted else "")
+    own = _strip_signature(head)
+    return Zones(own=_tidy(own), quoted=quoted)
+
+
+def _cut_at_marker(text: str) -> tuple[str, str]:
+    match = _CUT_MARKERS.search(text)
+    if not match:
+        return text, ""
+    return text[: match.start()], text[match.start() :]
+
+
+def _strip_signature(head: str) -> str:
+    """Let mail-parser-reply drop the signature and any reply header our markers missed."""
+    if not head.strip():
+        return ""
+    try:
+        message = _PARSER.read(head)
+    except Exception:  # a third-party parser must never lose the message
+        return head
+    if not message.replies:
+        return head
+    body = message.replies[0].body
+    return body if body is not None else head
+
+
+def _tidy(text: str) -> str:
+    lines = [_SPACE.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+
+
+def fingerprint(text: str, quoted: bool = False) -> str:
+    """A short normalised key of the first words of a text, used to match a reply to its parent.
+
+    For quoted text the reply/forward header (up to its Subject: line) and '>' marks are skipped first.
+    """
+    if quoted:
+        lines = text.split("\n")[:80]
+        start = 1
+        for i, line in enumerate(lines[:25]):
+            if _SUBJECT_LINE.match(line):
+                start = i + 1
+                break
+        kept: list[str] = []
+        for line in lines[start:]:
+            stripped = line.strip(" \t>")
+            if stripped:
+                kept.append(stripped)
+            if sum(len(k) for k in kept) > 200:
+                break
+        text = " ".join(kept)
+    norm = _FP_DROP.sub("", text[:400].lower())
+    return norm[:48] if len(norm) >= 16 else ""
