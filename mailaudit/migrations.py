@@ -97,6 +97,45 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 """
 
+M002_ACTS_SYNC_REPORTS = """
+-- the model's view of a message: the probability of each act and the acts over their thresholds
+CREATE TABLE predictions (
+    message INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    intro_request REAL NOT NULL,
+    handoff REAL NOT NULL,
+    thank_you REAL NOT NULL,
+    reciprocal_ask REAL NOT NULL,
+    acts TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX predictions_model ON predictions(model);
+-- the user's labels; they override predictions everywhere
+CREATE TABLE labels (
+    message INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    acts TEXT NOT NULL DEFAULT '',
+    origin TEXT NOT NULL DEFAULT '',
+    labelled_at TEXT NOT NULL
+);
+-- IMAP cursor per (account, folder): advanced only in the transaction that stored the batch
+CREATE TABLE imap_folders (
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    source INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    uidvalidity INTEGER,
+    last_uid INTEGER NOT NULL DEFAULT 0,
+    synced_at TEXT,
+    PRIMARY KEY (account, folder)
+) WITHOUT ROWID;
+-- each report run's per-contact statuses, so the next report can say what changed
+CREATE TABLE report_runs (
+    id INTEGER PRIMARY KEY,
+    as_of TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    contacts TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
+    ("m002_acts_sync_reports", M002_ACTS_SYNC_REPORTS),
 ]
