@@ -345,3 +345,59 @@ def load_status(conn: sqlite3.Connection) -> dict:
 
 def _iso_date(ts: int | None) -> str | None:
     return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts is not None else None
+
+
+ACTS = ("intro_request", "handoff", "thank_you", "reciprocal_ask")
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def save_labels(conn: sqlite3.Connection, labels: dict[int, list[str]], origin: str) -> int:
+    """Store the user's labels (message id -> acts); a label replaces any earlier one for that message."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT OR REPLACE INTO labels(message, acts, origin, labelled_at) VALUES (?,?,?,?)",
+            [(mid, ";".join(a for a in ACTS if a in acts), origin, _now_iso()) for mid, acts in labels.items()],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(labels)
+
+
+def save_predictions(
+    conn: sqlite3.Connection, model: str, rows: list[tuple[int, tuple[float, float, float, float], list[str]]]
+) -> None:
+    """Store (message id, per-act probabilities in ACTS order, predicted acts) for one model version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT OR REPLACE INTO predictions(message, model, intro_request, handoff, thank_you, reciprocal_ask,"
+            " acts) VALUES (?,?,?,?,?,?,?)",
+            [(mid, model, *probs, ";".join(acts)) for mid, probs, acts in rows],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def load_effective_acts(conn: sqlite3.Connection) -> dict[int, list[str]]:
+    """Each message's acts: the user's label where there is one, else the model's prediction."""
+    out: dict[int, list[str]] = {}
+    for mid, acts in conn.execute("SELECT message, acts FROM predictions"):
+        out[mid] = acts.split(";") if acts else []
+    for mid, acts in conn.execute("SELECT message, acts FROM labels"):
+        out[mid] = acts.split(";") if acts else []
+    return out
+
+
+def find_message(conn: sqlite3.Connection, message_id: str) -> int | None:
+    """A stored message by any Message-ID it was seen under (angle brackets optional)."""
+    mid = message_id.strip().strip("<>").strip()
+    row = conn.execute("SELECT message FROM message_ids WHERE msgid=?", (mid,)).fetchone()
+    return int(row[0]) if row else None
