@@ -69,6 +69,8 @@ class ParsedMessage:
         """Identity of a message when its Message-ID cannot be trusted (copies in several folders)."""
         own = _WS.sub(" ", self.own_text or self.body_text[:2000]).strip().lower()
         key = f"{self.from_addr}\x1f{self.date_ts}\x1f{self.norm_subject}\x1f{own}"
+        if not self.from_addr or self.date_ts is None:  # too little to tell messages apart: use the whole text
+            key += f"\x1f{self.body_text[:8000]}\x1f{self.subject}"
         return hashlib.sha1(key.encode("utf-8", "replace")).hexdigest()
 
 
@@ -82,6 +84,33 @@ def parse_message(
 ) -> ParsedMessage:
     """Parse one message; anything wrong is recorded in `defects`, never raised."""
     cfg = cfg or ParseConfig()
+    try:
+        return _parse(raw, cfg, envelope_ts, now)
+    except (RecursionError, MemoryError, ValueError, TypeError, AttributeError, LookupError, IndexError) as exc:
+        # the last line of defence: keep what a headers-only read can give, with the crash as a defect
+        return _fallback(raw, cfg, f"parser_crash:{type(exc).__name__}")
+
+
+def _fallback(raw: bytes, cfg: ParseConfig, defect: str) -> ParsedMessage:
+    defects = [defect]
+    try:
+        msg = email.parser.BytesParser(policy=compat32).parsebytes(raw[:MAX_HEADER_CHARS * 4], headersonly=True)
+        headers = _lower_headers(msg)
+    except Exception:
+        headers = {}
+    from_name, from_addr = _first_address(str(headers.get("from", "")), defects)
+    subject = str(headers.get("subject", ""))[:1000]
+    body = _salvage_body(raw, cfg.body_max_chars)
+    return ParsedMessage(
+        message_id=_first_msgid(str(headers.get("message-id", ""))), in_reply_to=None, references=[],
+        date_ts=None, from_addr=from_addr, from_name=from_name, to=[], cc=[], subject=subject,
+        norm_subject=normalise_subject(subject), is_reply=False, is_forward=False, body_text=body,
+        own_text=body[: cfg.own_text_max_chars], own_fp="", quote_fp="", has_attachment=False, attachment_names=[],
+        bulk="", gm_thrid=None, gm_labels=[], size=len(raw), defects=defects,
+    )
+
+
+def _parse(raw: bytes, cfg: ParseConfig, envelope_ts: int | None, now: float | None) -> ParsedMessage:
     defects: list[str] = []
     try:
         msg = email.message_from_bytes(raw, policy=compat32)
@@ -315,8 +344,12 @@ def _body(msg: Message, cfg: ParseConfig, defects: list[str]) -> tuple[str, bool
     has_att = False
     for part in _walk(msg, defects):
         ctype = part.get_content_type()
-        disp = (part.get("content-disposition") or "").lower()
-        filename = part.get_filename()
+        disp = str(part.get("content-disposition") or "").lower()
+        try:
+            filename = part.get_filename()
+        except Exception:
+            filename = "unnamed"
+            defects.append("bad_filename")
         if filename or disp.startswith("attachment") or not ctype.startswith("text/"):
             if ctype.startswith(("text/", "message/", "multipart/")) and not filename and "attach" not in disp:
                 continue

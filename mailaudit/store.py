@@ -44,11 +44,15 @@ def open_store(path: Path) -> sqlite3.Connection:
         os.close(fd)
     try:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        _refuse_foreign_schema(conn, path)  # before any pragma writes to the file
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         _migrate(conn, path)
+    except StoreError:
+        conn.close()
+        raise
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a usable mailaudit store ({exc}); move it aside or pass --db") from None
     return conn
@@ -66,7 +70,7 @@ def _check_foreign(path: Path) -> None:
         raise StoreError(f"{path}: is another program's database; refusing to touch it (pass --db)")
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+def _refuse_foreign_schema(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     if app_id == 0 and version == 0:
@@ -75,6 +79,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             raise StoreError(f"{path}: is a SQLite database of another program; refusing to touch it (pass --db)")
     if version > len(MIGRATIONS):
         raise StoreError(f"{path}: was written by a newer mailaudit (schema {version}); upgrade mailaudit")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
     if 0 < version < len(MIGRATIONS):
         backup = path.with_name(f"{path.name}.bak-v{version}")
         dest = sqlite3.connect(backup)

@@ -7,12 +7,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from mailgen import msg, rfc_date, write_emls, write_maildir, write_mbox
 
 from mailaudit.config import Config, IdentityConfig
 from mailaudit.errors import ArchiveFormatError, SourceUnavailableError
 from mailaudit.ingest import import_paths
 from mailaudit.store import load_status
+
+from mailgen import msg, rfc_date, write_emls, write_maildir, write_mbox
 
 ME = "Pat Morgan <pat@example.com>"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from mailgen import msg
-
 from mailaudit.parse import normalise_subject, parse_message
+
+from mailgen import msg
 
 
 def test_rfc2047_headers_are_decoded():
