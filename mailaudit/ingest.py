@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import multiprocessing.pool
+import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +21,7 @@ from mailaudit.progress import Progress, SilentProgress
 from mailaudit.threads import build_threads
 
 log = logging.getLogger(__name__)
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -41,12 +47,71 @@ def import_paths(
     total = sum(_size(s) for s in sources)
     progress.begin("import", total or None, "B")
     try:
-        for src in sources:
-            _import_source(conn, src, cfg, progress, summary)
+        plans = [p for p in (_plan(conn, src, progress, summary) for src in sources) if p is not None]
+        with _parser_pool(total) as pool:
+            _run(conn, plans, cfg, pool, progress, summary)
     finally:
         progress.end()
     settle(conn, cfg, summary)
     return summary
+
+
+@dataclass
+class _Plan:
+    """One source to read, registered in the store before any reading starts."""
+
+    src: Source
+    source_id: int
+    start_offset: int
+    skip: set[str]
+    new_before: int = 0
+
+
+def _plan(conn: sqlite3.Connection, src: Source, progress: Progress, summary: ImportSummary) -> _Plan | None:
+    size, mtime = source_signature(src)
+    state = store.save_source(conn, src.key, src.kind, str(src.path), src.folder, src.sent_folder, size, mtime)
+    if state.complete and state.unchanged and mtime is not None:
+        summary.unchanged += 1
+        progress.advance(_size(src))
+        progress.note(f"{src.path}: unchanged since the last import, skipped")
+        return None
+    if state.done_offset:
+        progress.advance(state.done_offset)
+    skip = store.load_known_locations(conn, state.id) if src.kind != "mbox" else set()
+    return _Plan(src, state.id, state.done_offset, skip)
+
+
+def _jobs(plans: list[_Plan], cfg: Config) -> Iterator[tuple[int, list[RawMessage], Config]]:
+    """One stream of batches over every source (so small files parse in parallel too); an empty batch
+    closes a source. Runs in the pool's feeder thread: it reads files only, never the store."""
+    for index, plan in enumerate(plans):
+        for batch in _batches(iter_source(plan.src, plan.start_offset, plan.skip), cfg.import_.batch_size):
+            yield index, batch, cfg
+        yield index, [], cfg
+
+
+def _run(
+    conn: sqlite3.Connection, plans: list[_Plan], cfg: Config, pool: multiprocessing.pool.Pool | None,
+    progress: Progress, summary: ImportSummary,
+) -> None:
+    jobs = _jobs(plans, cfg)
+    offsets = {i: p.start_offset for i, p in enumerate(plans)}
+    for index, batch, results in pool.imap(_parse_batch, jobs) if pool else map(_parse_batch, jobs):
+        plan = plans[index]
+        if not batch:
+            store.mark_source_complete(conn, plan.source_id)
+            new = summary.new - plan.new_before
+            progress.note(f"{plan.src.path}: {new} new messages")
+            log.info("imported %s (%s): %d new", plan.src.path, plan.src.kind, new)
+            if index + 1 < len(plans):
+                plans[index + 1].new_before = summary.new
+            continue
+        _save(conn, plan.src, plan.source_id, batch, results, summary)
+        if plan.src.kind == "mbox":
+            progress.advance(batch[-1].end_offset - offsets[index], len(batch))
+            offsets[index] = batch[-1].end_offset
+        else:
+            progress.advance(0, len(batch))
 
 
 def settle(conn: sqlite3.Connection, cfg: Config, summary: ImportSummary | None = None) -> None:
@@ -62,46 +127,56 @@ def settle(conn: sqlite3.Connection, cfg: Config, summary: ImportSummary | None 
 
 
 def _size(src: Source) -> int:
+    """Bytes to read: the mbox file, or an estimate of 4 KB per Maildir/.eml file."""
     try:
         if src.kind == "mbox":
             return src.path.stat().st_size
-        return 0
+        if src.kind == "maildir":
+            return 4096 * sum(len(os.listdir(src.path / d)) for d in ("cur", "new") if (src.path / d).is_dir())
+        return 4096
     except OSError:
         return 0
 
 
-def _import_source(
-    conn: sqlite3.Connection, src: Source, cfg: Config, progress: Progress, summary: ImportSummary
+def _save(
+    conn: sqlite3.Connection, src: Source, source_id: int, batch: list[RawMessage],
+    results: list[ParsedMessage | None], summary: ImportSummary,
 ) -> None:
-    size, mtime = source_signature(src)
-    state = store.save_source(conn, src.key, src.kind, str(src.path), src.folder, src.sent_folder, size, mtime)
-    if state.complete and state.unchanged and mtime is not None:
-        summary.unchanged += 1
-        progress.advance(_size(src))
-        progress.note(f"{src.path}: unchanged since the last import, skipped")
+    items = [(raw.location, pm, src.sent_folder) for raw, pm in zip(batch, results, strict=True)]
+    end = batch[-1].end_offset if src.kind == "mbox" else None
+    res = store.save_batch(conn, source_id, items, end)
+    summary.seen += len(batch)
+    summary.new += res.new
+    summary.duplicates += res.duplicates
+    summary.skipped += res.skipped
+    summary.defects += res.defects
+
+
+def _parse_batch(
+    job: tuple[int, list[RawMessage], Config],
+) -> tuple[int, list[RawMessage], list[ParsedMessage | None]]:
+    index, batch, cfg = job
+    return index, batch, [_parse(raw, cfg) for raw in batch]
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+@contextlib.contextmanager
+def _parser_pool(size: int) -> Iterator[multiprocessing.pool.Pool | None]:
+    """Parse on every core for big mailboxes; small ones are not worth a process start."""
+    workers = min(os.cpu_count() or 1, 4)
+    if size < PARALLEL_MIN_BYTES or workers < 2:
+        yield None
         return
-    skip = store.load_known_locations(conn, state.id) if src.kind != "mbox" else set()
-    before = summary.new
-    if state.done_offset:
-        progress.advance(state.done_offset)
-    last_offset = state.done_offset
-    for batch in _batches(iter_source(src, state.done_offset, skip), cfg.import_.batch_size):
-        items = [(raw.location, _parse(raw, cfg), src.sent_folder) for raw in batch]
-        end = batch[-1].end_offset if src.kind == "mbox" else None
-        res = store.save_batch(conn, state.id, items, end)
-        summary.seen += len(batch)
-        summary.new += res.new
-        summary.duplicates += res.duplicates
-        summary.skipped += res.skipped
-        summary.defects += res.defects
-        if end is not None:
-            progress.advance(end - last_offset, len(batch))
-            last_offset = end
-        else:
-            progress.advance(0, len(batch))
-    store.mark_source_complete(conn, state.id)
-    progress.note(f"{src.path}: {summary.new - before} new messages")
-    log.info("imported %s (%s): %d new", src.path, src.kind, summary.new - before)
+    ctx = multiprocessing.get_context("spawn")
+    pool = ctx.Pool(workers, initializer=_ignore_sigint)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _parse(raw: RawMessage, cfg: Config) -> ParsedMessage | None:
