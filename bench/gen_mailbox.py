@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-WORDS = (
+WORDS = (  # noqa: SIM905 - readable as prose
     "the deal numbers look fine but we still need the signed confirmation from their side before friday "
     "please call me when you get a chance thanks for the update about the pipeline capacity and the new "
     "contract terms I will forward the resume to our team lead and let you know what she says about it"
@@ -48,7 +48,7 @@ def make_message(rng: random.Random, i: int, contacts: int, start: datetime, spa
 def write_mbox(path: Path, n: int, contacts: int = 2000, years: int = 5, seed: int = 7,
                me: str = "Pat Morgan <pat@example.com>") -> Path:
     rng = random.Random(seed)
-    start = datetime(2021, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2021, 1, 1, tzinfo=UTC)
     with open(path, "wb") as fh:
         for i in range(n):
             raw = make_message(rng, i, contacts, start, years * 365, me)

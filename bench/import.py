@@ -76,7 +76,8 @@ def main() -> None:
             print(f"enron: skipped, {ENRON} not found")
         t = time.perf_counter()
         big = write_mbox(tmp / "generated.mbox", args.messages)
-        print(f"generated {args.messages} messages ({big.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s")
+        size_mb = big.stat().st_size / 1e6
+        print(f"generated {args.messages} messages ({size_mb:.0f} MB) in {time.perf_counter() - t:.0f} s")
         measure(f"generated-{args.messages}", [str(big)], [str(big)], tmp)
 
 
