@@ -1,0 +1,175 @@
+"""The act classifier: build the pipeline, fit it with per-act thresholds, predict, save and load with skops."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from mailaudit.errors import ModelError
+from mailaudit.features import NUMERIC
+
+ACTS = ("intro_request", "handoff", "thank_you", "reciprocal_ask")
+MODEL_FILE = "model.skops"
+CARD_FILE = "model-card.json"
+
+# Types a model file may contain; anything else is refused before loading (skops' trusted-type check).
+TRUSTED_TYPES = [
+    "builtins.slice",
+    "numpy.dtype",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.ndarray",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "scipy.sparse._csr.csr_matrix",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.multiclass.OneVsRestClassifier",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._label.LabelBinarizer",
+    "sklearn.svm._classes.LinearSVC",
+    "sklearn.utils._bunch.Bunch",
+]
+
+
+def build_pipeline() -> Pipeline:
+    """Word and character n-grams of the own text, words of the subject, scaled structural numbers;
+    one calibrated linear SVM per act."""
+    columns = ColumnTransformer(
+        [
+            ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=60000), "text"),
+            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True,
+                                      max_features=80000), "text"),
+            ("subject", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), "subject"),
+            ("numbers", StandardScaler(), NUMERIC),
+        ],
+        sparse_threshold=1.0,
+    )
+    svm = LinearSVC(C=0.5, class_weight="balanced")
+    model = OneVsRestClassifier(CalibratedClassifierCV(svm, cv=3, method="sigmoid"))
+    return Pipeline([("features", columns), ("model", model)])
+
+
+@dataclass
+class Model:
+    """A fitted pipeline with its per-act thresholds and its card."""
+
+    pipeline: Pipeline
+    thresholds: dict[str, float]
+    card: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return str(self.card.get("version", "unknown"))
+
+    def probabilities(self, X: pd.DataFrame) -> np.ndarray:
+        if len(X) == 0:
+            return np.zeros((0, len(ACTS)))
+        return self.pipeline.predict_proba(X)
+
+    def acts(self, probs: np.ndarray) -> list[list[str]]:
+        cut = np.array([self.thresholds[a] for a in ACTS])
+        hits = probs >= cut
+        return [[a for a, h in zip(ACTS, row, strict=True) if h] for row in hits]
+
+
+def fit(X: pd.DataFrame, Y: np.ndarray, thresholds: dict[str, float]) -> Pipeline:
+    pipe = build_pipeline()
+    pipe.fit(X, Y)
+    return pipe
+
+
+def best_thresholds(Y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Per act, the probability cut that maximises F1 on out-of-fold predictions."""
+    out = {}
+    for j, act in enumerate(ACTS):
+        best, best_f1 = 0.5, -1.0
+        for t in np.arange(0.1, 0.91, 0.025):
+            pred = probs[:, j] >= t
+            tp = float(np.sum(pred & (Y[:, j] == 1)))
+            fp = float(np.sum(pred & (Y[:, j] == 0)))
+            fn = float(np.sum(~pred & (Y[:, j] == 1)))
+            f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+            if f1 > best_f1:
+                best, best_f1 = float(round(t, 3)), f1
+        out[act] = best
+    return out
+
+
+def save_model(model: Model, directory: Path) -> Path:
+    """Write the skops file and its card (0600) atomically; the version is the file's hash."""
+    import skops.io as sio
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (MODEL_FILE + ".tmp")
+    sio.dump(model.pipeline, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    card = dict(model.card)
+    card.update(
+        version=f"{time.strftime('%Y%m%d', time.gmtime())}-{digest[:10]}",
+        sha256=digest,
+        sklearn_version=sklearn.__version__,
+        thresholds=model.thresholds,
+        acts=list(ACTS),
+    )
+    model.card = card
+    card_tmp = directory / (CARD_FILE + ".tmp")
+    card_tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    for path in (tmp, card_tmp):
+        path.chmod(0o600)
+    tmp.replace(directory / MODEL_FILE)
+    card_tmp.replace(directory / CARD_FILE)
+    return directory / MODEL_FILE
+
+
+def load_model(directory: Path) -> Model:
+    """Load a model only if it holds nothing but the allowed types and matches its card."""
+    import skops.io as sio
+
+    path, card_path = directory / MODEL_FILE, directory / CARD_FILE
+    if not path.exists() or not card_path.exists():
+        raise ModelError(f"{directory}: no model found; run `mailaudit train`")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{card_path}: unreadable model card ({exc}); run `mailaudit train`") from None
+    data = path.read_bytes()
+    if card.get("sha256") != hashlib.sha256(data).hexdigest():
+        raise ModelError(f"{path}: does not match its card (tampered or half-written); run `mailaudit train`")
+    try:
+        untrusted = set(sio.get_untrusted_types(data=data))
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable skops model ({type(exc).__name__}); run `mailaudit train`") from None
+    unknown = untrusted - set(TRUSTED_TYPES)
+    if unknown:
+        raise ModelError(f"{path}: contains types outside the allow-list ({', '.join(sorted(unknown))}); refused")
+    if card.get("sklearn_version", "").split(".")[:2] != sklearn.__version__.split(".")[:2]:
+        raise ModelError(
+            f"{path}: trained with scikit-learn {card.get('sklearn_version')}, this is {sklearn.__version__}; "
+            "run `mailaudit train` to retrain it"
+        )
+    try:
+        pipeline = sio.loads(data, trusted=sorted(untrusted))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot be loaded ({type(exc).__name__}); run `mailaudit train`") from None
+    thresholds = {a: float(card.get("thresholds", {}).get(a, 0.5)) for a in ACTS}
+    return Model(pipeline, thresholds, card)
