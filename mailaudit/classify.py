@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from mailaudit.errors import ModelError
 from mailaudit.features import NUMERIC
 
 ACTS = ("intro_request", "handoff", "thank_you", "reciprocal_ask")
+PARALLEL_MIN_ROWS = 8000
 MODEL_FILE = "model.skops"
 CARD_FILE = "model-card.json"
 
@@ -64,7 +67,7 @@ def build_pipeline() -> Pipeline:
         ],
         sparse_threshold=1.0,
     )
-    svm = LinearSVC(C=0.5, class_weight="balanced")
+    svm = LinearSVC(C=0.5, class_weight="balanced", max_iter=5000)
     model = OneVsRestClassifier(CalibratedClassifierCV(svm, cv=3, method="sigmoid"))
     return Pipeline([("features", columns), ("model", model)])
 
@@ -82,9 +85,17 @@ class Model:
         return str(self.card.get("version", "unknown"))
 
     def probabilities(self, X: pd.DataFrame) -> np.ndarray:
+        """Per-act probabilities; big inputs are split over the cores (text vectorising dominates)."""
         if len(X) == 0:
             return np.zeros((0, len(ACTS)))
-        return self.pipeline.predict_proba(X)
+        jobs = min(os.cpu_count() or 1, 4)
+        if len(X) < PARALLEL_MIN_ROWS or jobs < 2:
+            return self.pipeline.predict_proba(X)
+        from joblib import Parallel, delayed
+
+        chunks = np.array_split(np.arange(len(X)), jobs)
+        parts = Parallel(n_jobs=jobs)(delayed(self.pipeline.predict_proba)(X.iloc[idx]) for idx in chunks)
+        return np.vstack(parts)
 
     def acts(self, probs: np.ndarray) -> list[list[str]]:
         cut = np.array([self.thresholds[a] for a in ACTS])
@@ -115,13 +126,23 @@ def best_thresholds(Y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return out
 
 
+def compact(pipeline: Pipeline) -> None:
+    """Drop what prediction never reads: the vectorisers' lists of discarded terms (most of the file)."""
+    for _, transformer, _ in getattr(pipeline.named_steps["features"], "transformers_", []):
+        if hasattr(transformer, "stop_words_"):
+            del transformer.stop_words_
+        if hasattr(transformer, "vocabulary_"):  # numpy ints would each become a file inside the archive
+            transformer.vocabulary_ = {term: int(i) for term, i in transformer.vocabulary_.items()}
+
+
 def save_model(model: Model, directory: Path) -> Path:
     """Write the skops file and its card (0600) atomically; the version is the file's hash."""
     import skops.io as sio
 
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / (MODEL_FILE + ".tmp")
-    sio.dump(model.pipeline, tmp)
+    compact(model.pipeline)
+    sio.dump(model.pipeline, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     card = dict(model.card)
     card.update(
@@ -134,11 +155,39 @@ def save_model(model: Model, directory: Path) -> Path:
     model.card = card
     card_tmp = directory / (CARD_FILE + ".tmp")
     card_tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    for path in (tmp, card_tmp):
+    md_tmp = directory / "MODEL_CARD.md.tmp"
+    md_tmp.write_text(render_card(card))
+    for path in (tmp, card_tmp, md_tmp):
         path.chmod(0o600)
     tmp.replace(directory / MODEL_FILE)
     card_tmp.replace(directory / CARD_FILE)
+    md_tmp.replace(directory / "MODEL_CARD.md")
     return directory / MODEL_FILE
+
+
+def render_card(card: dict) -> str:
+    """The human-readable model card beside the model."""
+    lines = [f"# mailaudit act model {card.get('version')}", "",
+             f"Trained {card.get('trained_at', '?')} with scikit-learn {card.get('sklearn_version')}. "
+             f"{card.get('model', '')}.", "", "## Training data", ""]
+    data = card.get("training_data", {})
+    lines.append(f"{data.get('messages', 0)} messages, of which {data.get('real_messages', 0)} labelled real mail.")
+    lines += ["", "| act | positives | of which real mail | threshold |", "|---|---|---|---|"]
+    for act in ACTS:
+        lines.append(f"| {act} | {data.get('positives', {}).get(act, 0)} | "
+                     f"{data.get('real_positives', {}).get(act, 0)} | {card.get('thresholds', {}).get(act)} |")
+    for title, key in (("Cross-validated, all training data", "cv_metrics"),
+                       ("Cross-validated, labelled real mail only", "real_mail_metrics")):
+        m = card.get(key) or {}
+        if not m:
+            continue
+        lines += ["", f"## {title}", "", f"macro F1 {m['macro_f1']:.3f}, micro F1 {m['micro_f1']:.3f}, n = {m['n']}",
+                  "", "| act | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for act, v in m["per_act"].items():
+            lines.append(f"| {act} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
+    lines += ["", "## Method", "", str(card.get("cv", "")), "", "## Features", ""]
+    lines += [f"- {f}" for f in card.get("features", [])]
+    return "\n".join(lines) + "\n"
 
 
 def load_model(directory: Path) -> Model:

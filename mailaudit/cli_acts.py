@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailaudit.classify import ACTS
+from mailaudit.labels import ACTS
 
 if TYPE_CHECKING:
     from mailaudit.cli import Ctx
