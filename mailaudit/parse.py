@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import codecs
 import email
 import email.header
@@ -379,10 +380,25 @@ def _part_text(part: Message, limit: int, defects: list[str]) -> str:
     if data is None:
         raw = part.get_payload()
         data = raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
+    for defect in getattr(part, "defects", []):  # e.g. bad base64 padding, found while decoding
+        name = type(defect).__name__
+        if name not in defects:
+            defects.append(name)
+        if name.startswith("InvalidBase64"):
+            data = _salvage_base64(data)
     if b"\x00" in data[:limit]:
         defects.append("nul_bytes")
         data = data.replace(b"\x00", b"")
     return _decode_bytes(data[:limit], part.get_content_charset(), defects, "body")
+
+
+def _salvage_base64(data: bytes) -> bytes:
+    """The words of a broken base64 body: its valid characters, cut to whole quanta, decoded."""
+    clean = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+    try:
+        return base64.b64decode(clean[: len(clean) // 4 * 4])
+    except ValueError:
+        return data
 
 
 def html_to_text(html: str, defects: list[str] | None = None) -> str:

@@ -134,3 +134,10 @@ def test_deep_nesting_is_bounded():
     assert "too_deeply_nested" in pm.defects
     assert pm.from_addr == "a@example.com" and pm.subject == "deep"
     assert "bottom" in pm.body_text
+
+
+def test_bad_base64_body_is_a_defect():
+    raw = msg(cte="base64", raw_body=b"SGVsbG8gUGF0LCB0aGFua3Mh@@@===x\r\n")
+    pm = parse_message(raw)
+    assert pm.body_text.startswith("Hello Pat")
+    assert any("Padding" in d or "Base64" in d or "Invalid" in d for d in pm.defects), pm.defects
