@@ -23,7 +23,7 @@ def _row_input(r: tuple) -> tuple[int, MessageInput]:
     )
 
 
-def iter_unpredicted(conn: sqlite3.Connection, model_version: str, batch: int = 5000) -> Iterator[
+def iter_unpredicted(conn: sqlite3.Connection, model_version: str, batch: int = 20000) -> Iterator[
     list[tuple[int, MessageInput]]
 ]:
     """Batches of messages with no prediction from this model version (new mail, or a new model)."""

@@ -7,9 +7,9 @@ import json
 import logging
 import sqlite3
 import sys
-import tempfile
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -103,7 +103,9 @@ class LogProgress:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    # off a terminal (cron) progress arrives as INFO lines, so INFO is the default there
+    base = logging.WARNING if sys.stderr.isatty() else logging.INFO
+    level = logging.ERROR if quiet else {0: base, 1: logging.INFO}.get(verbose, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("mailaudit: %(message)s"))
     root = logging.getLogger("mailaudit")
@@ -148,6 +150,53 @@ def import_cmd(obj: Ctx, paths: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.argument("accounts", nargs=-1, metavar="[ACCOUNT]...")
+@click.pass_obj
+def sync(obj: Ctx, accounts: tuple[str, ...]) -> int:
+    """Pull what is new on the IMAP accounts of the config (all, or those named) into the store."""
+    from mailaudit.sync import sync_accounts
+
+    cfg = obj.config()
+    with closing(obj.open(cfg)) as conn:
+        s = sync_accounts(conn, cfg, list(accounts) or None, obj.progress())
+    for f in s.folders:
+        if f.unchanged:
+            click.echo(f"  {f.account}/{f.folder}: unchanged")
+        else:
+            click.echo(f"  {f.account}/{f.folder}: {f.new} new, {f.duplicates} duplicates, {f.relinked} re-linked, "
+                       f"{f.skipped} skipped, {f.defects} with defects")
+    click.echo(
+        f"synced {s.total('new')} new messages ({s.total('relinked')} re-linked, {s.total('skipped')} skipped, "
+        f"{s.total('defects')} with defects) from {len(s.folders)} folders of {s.accounts - len(s.failures)} "
+        f"accounts" + (f"; {s.threads} threads" if s.threads else "")
+    )
+    for exc in s.failures:
+        click.echo(f"mailaudit: error: {exc}", err=True)
+    return ExitStatus.PARTIAL if s.failures else ExitStatus.OK
+
+
+@cli.command()
+@click.argument("account")
+@click.option("--no-browser", is_flag=True, help="Only print the sign-in address; do not open a browser.")
+@click.pass_obj
+def auth(obj: Ctx, account: str, no_browser: bool) -> None:
+    """Authorise ACCOUNT once: OAuth2 sign-in (Gmail), or store its password in the system keyring."""
+    from mailaudit.secrets import authorise
+
+    def show_url(url: str) -> None:
+        click.echo(f"Open this address in a browser and allow access:\n\n  {url}\n", err=True)
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    def ask_password() -> str:
+        return click.prompt(f"password for account '{account}'", hide_input=True, err=True)
+
+    click.echo(authorise(obj.config(), account, show_url, ask_password))
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.pass_obj
 def status(obj: Ctx, as_json: bool) -> None:
@@ -180,22 +229,43 @@ def _format_status(st: dict) -> str:
 
 
 @cli.command()
-@click.option("--keep", "keep_dir", metavar="DIR", help="Keep the demo store in DIR instead of a temp dir.")
+@click.option(
+    "--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+    help="Report date: the window is the days before it (default: now).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json", show_default=True,
+    help="json: the full export; csv: the contact table; html: the report page.",
+)
+@click.option("--out", metavar="FILE", help="Write here (atomically, mode 0600) instead of to stdout.")
 @click.pass_obj
-def demo(obj: Ctx, keep_dir: str | None) -> None:
-    """Run mailaudit on the bundled sample mailbox, in a throwaway store."""
-    from mailaudit.ingest import import_paths
-    from mailaudit.sample import sample_mailbox
-    from mailaudit.store import load_status, open_store
+def report(obj: Ctx, as_of: datetime | None, fmt: str, out: str | None) -> None:
+    """Per contact and in both directions: status, flags with evidence, and metrics."""
+    from mailaudit.export import render, write_file_atomic
+    from mailaudit.relations import as_of_from_date, audit_store, status_counts
 
-    with tempfile.TemporaryDirectory(prefix="mailaudit-demo-") as tmp:
-        db = Path(keep_dir or tmp) / "demo.db"
-        cfg = Config()
-        with closing(open_store(db)) as conn:
-            s = import_paths(conn, [str(sample_mailbox())], cfg, obj.progress())
-            st = load_status(conn)
-    click.echo(f"demo: imported {s.new} messages from the bundled sample mailbox")
-    click.echo(_format_status(st))
+    cfg = obj.config()
+    with closing(obj.open(cfg)) as conn:
+        rel = audit_store(conn, cfg, as_of_from_date(as_of))
+    data = render(rel, fmt)  # export.RENDERERS holds one renderer per --format choice
+    if out:
+        write_file_atomic(Path(out).expanduser(), data)
+        counts = status_counts(rel)
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        click.echo(f"wrote {out}: {sum(counts.values())} contacts ({summary})")
+    else:
+        click.echo(data.decode("utf-8"), nl=False)
+
+
+def _register_classifier_commands() -> None:
+    from mailaudit.cli_acts import classify, evaluate, label, train
+    from mailaudit.cli_run import demo, run, schedule
+
+    for command in (classify, label, train, evaluate, run, demo, schedule):
+        cli.add_command(command)
+
+
+_register_classifier_commands()
 
 
 def main() -> None:

@@ -1,0 +1,78 @@
+"""Render an audit as JSON or CSV, and write report files atomically and privately (0600)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from mailaudit.errors import ExitStatus, MailauditError, SourceUnavailableError
+from mailaudit.relations import CONTACT_COLUMNS, Relations, build_export
+
+
+class ReportFormatError(MailauditError):
+    """A report format that exists in the CLI but has no renderer yet."""
+
+    status = ExitStatus.USAGE
+
+
+def render_json(rel: Relations) -> bytes:
+    return (json.dumps(build_export(rel), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def render_csv(rel: Relations) -> bytes:
+    """The contact table: one row per contact, its status, its flags as 'flag:by;...' and every metric."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CONTACT_COLUMNS)
+    for row in rel.contacts.itertuples(index=False):
+        writer.writerow(["" if _missing(v) else v for v in row])
+    return buf.getvalue().encode("utf-8")
+
+
+def render_html(rel: Relations) -> bytes:
+    # The HTML report (report.py, jinja2) is its own issue; it plugs in here and in RENDERERS.
+    raise ReportFormatError("the HTML report is not available yet; use --format json or --format csv")
+
+
+RENDERERS: dict[str, Callable[[Relations], bytes]] = {
+    "json": render_json,
+    "csv": render_csv,
+    "html": render_html,
+}
+
+
+def render(rel: Relations, fmt: str) -> bytes:
+    try:
+        renderer = RENDERERS[fmt]
+    except KeyError:
+        raise ReportFormatError(f"unknown report format {fmt!r}; use one of {', '.join(RENDERERS)}") from None
+    return renderer(rel)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a 0600 temp file in the same directory and a rename: readers see the old
+    file or the new one, never half of one."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise SourceUnavailableError(f"cannot write {path}: {exc.strerror}; check that its folder exists") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _missing(value: object) -> bool:
+    return isinstance(value, float) and value != value

@@ -1,0 +1,126 @@
+"""Store -> DataFrames with declared columns: the messages, recipients, acts and names relations reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mailaudit.addresses import normalise_address
+from mailaudit.config import data_dir
+from mailaudit.store import ACTS, load_effective_acts, load_identity
+
+# One row per stored message with a Date; acts are the user's label where there is one, else the model's.
+MESSAGE_COLUMNS: dict[str, str] = {
+    "id": "int64",
+    "message_id": "object",  # without angle brackets; None when the message had none
+    "thread_id": "int64",
+    "ts": "int64",  # Date header, UTC epoch seconds
+    "from_addr": "object",  # normalised
+    "is_reply": "bool",
+    "bulk": "bool",  # List-Id, List-Unsubscribe, Precedence, Auto-Submitted or a no-reply sender
+    **{act: "bool" for act in ACTS},
+}
+RECIPIENT_COLUMNS: dict[str, str] = {"message": "int64", "addr": "object", "kind": "object"}
+
+
+@dataclass(frozen=True)
+class Frames:
+    """What relations needs from the store, and nothing else: no connection crosses this boundary."""
+
+    messages: pd.DataFrame
+    recipients: pd.DataFrame
+    names: dict[str, str] = field(default_factory=dict)
+    me: tuple[str, ...] = ()
+    model: dict[str, object] = field(default_factory=dict)
+
+
+def empty(columns: dict[str, str]) -> pd.DataFrame:
+    """A frame with no rows and the declared columns."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+
+def declare(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """The frame with exactly `columns`, in order and of the declared dtypes."""
+    return df.loc[:, list(columns)].astype(columns)
+
+
+def load_frames(
+    conn: sqlite3.Connection, extra_me: tuple[str, ...] = (), card_dirs: list[Path] | None = None
+) -> Frames:
+    """Read messages (with a Date), recipients, acts, names and the owner's addresses from the store.
+
+    `extra_me` are configured owner addresses, added to the identity table's (both are normalised);
+    `card_dirs` are where to find the model card (default: model_card_dirs()).
+    """
+    raw = pd.read_sql_query(
+        "SELECT id, message_id, thread_id, date_ts AS ts, from_addr, is_reply, bulk FROM messages"
+        " WHERE date_ts IS NOT NULL ORDER BY id",
+        conn,
+        dtype={"message_id": "object", "from_addr": "object", "bulk": "object"},
+    )
+    raw["thread_id"] = raw["thread_id"].fillna(-raw["id"])  # unthreaded: a thread of its own
+    raw["is_reply"] = raw["is_reply"].astype(bool)
+    raw["bulk"] = raw["bulk"].fillna("").astype(str) != ""
+    raw["from_addr"] = raw["from_addr"].fillna("")
+    _add_acts(raw, load_effective_acts(conn))
+    recipients = pd.read_sql_query(
+        "SELECT message, addr, kind FROM recipients", conn, dtype={"addr": "object", "kind": "object"}
+    )
+    names = dict(conn.execute("SELECT addr, name FROM names"))
+    me = {normalise_address(a) for a in load_identity(conn)} | {normalise_address(a) for a in extra_me}
+    return Frames(
+        messages=declare(raw, MESSAGE_COLUMNS),
+        recipients=declare(recipients, RECIPIENT_COLUMNS),
+        names=names,
+        me=tuple(sorted(a for a in me if a)),
+        model=load_model_info(conn, card_dirs),
+    )
+
+
+def _add_acts(df: pd.DataFrame, acts: dict[int, list[str]]) -> None:
+    index = pd.Index(df["id"])
+    for act in ACTS:
+        flags = np.zeros(len(df), dtype=bool)
+        ids = [mid for mid, names in acts.items() if act in names]
+        if ids:
+            pos = index.get_indexer(ids)
+            flags[pos[pos >= 0]] = True
+        df[act] = flags
+
+
+def model_card_dirs() -> list[Path]:
+    """Where model cards live: the user's retrained model, then the shipped one (as acts.current_model looks),
+    named here so the report need not import scikit-learn."""
+    package = Path(__file__).resolve().parent
+    return [data_dir() / "models", package / "_models", package.parent / "models"]
+
+
+def load_model_info(conn: sqlite3.Connection, card_dirs: list[Path] | None = None) -> dict[str, object]:
+    """The model behind the predictions: the version most predictions came from and, from the model card of
+    that version, its cross-validated macro F1 (None when no card of that version is found)."""
+    row = conn.execute("SELECT model FROM predictions GROUP BY model ORDER BY count(*) DESC LIMIT 1").fetchone()
+    version = row[0] if row else None
+    dirs = model_card_dirs() if card_dirs is None else card_dirs
+    return {"version": version, "macro_f1": _card_macro_f1(version, dirs)}
+
+
+def _card_macro_f1(version: str | None, dirs: list[Path]) -> float | None:
+    if version is None:
+        return None
+    for directory in dirs:
+        try:
+            card = json.loads((directory / "model-card.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(card, dict) or card.get("version") != version:
+            continue
+        for key in ("cv_metrics", "real_mail_metrics"):
+            value = (card.get(key) or {}).get("macro_f1")
+            if isinstance(value, (int, float)):
+                return float(value)
+    return None
