@@ -7,7 +7,8 @@ import json
 import logging
 import sqlite3
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,14 @@ class Ctx:
         from mailaudit.store import open_store
 
         return open_store(cfg.db_path(self.db))
+
+    @contextmanager
+    def writing(self, cfg: Config) -> Iterator[sqlite3.Connection]:
+        """The store, opened under its lock: two writers never overlap."""
+        from mailaudit.lock import store_lock
+
+        with store_lock(cfg.db_path(self.db)), closing(self.open(cfg)) as conn:
+            yield conn
 
     def progress(self) -> Progress:
         if self.quiet:
@@ -141,7 +150,7 @@ def import_cmd(obj: Ctx, paths: tuple[str, ...]) -> None:
     from mailaudit.ingest import import_paths
 
     cfg = obj.config()
-    with closing(obj.open(cfg)) as conn:
+    with obj.writing(cfg) as conn:
         s = import_paths(conn, list(paths), cfg, obj.progress())
     click.echo(
         f"imported {s.new} new messages ({s.duplicates} duplicates, {s.skipped} skipped, {s.defects} with defects) "
@@ -288,11 +297,27 @@ def main() -> None:
     except KeyboardInterrupt:
         _die("interrupted; everything committed so far is kept, run the command again to resume",
              ExitStatus.INTERRUPTED)
+    except sqlite3.DatabaseError as exc:
+        if ctx_traceback:
+            raise
+        _die(_store_problem(exc), ExitStatus.STORE)
     except Exception as exc:
         if ctx_traceback:
             raise
         _die(f"unexpected {type(exc).__name__}: {exc} (run again with --traceback and report it)", ExitStatus.ERROR)
     sys.exit(rc if isinstance(rc, int) else ExitStatus.OK)
+
+
+def _store_problem(exc: sqlite3.DatabaseError) -> str:
+    """SQLite's own words turned into what happened and what to do; every committed batch is kept."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return "the store is busy: another mailaudit process is writing it; run again when it has finished"
+    if "full" in text:
+        return "the disk is full while writing the store; free some space and run again (nothing stored is lost)"
+    if "malformed" in text or "not a database" in text:
+        return "the store file is damaged; restore its backup (*.bak-v*) or move it aside and import again"
+    return f"the store failed ({exc}); run again, or with --traceback to report it"
 
 
 def _die(message: str, status: ExitStatus) -> None:

@@ -29,7 +29,7 @@ def classify(obj: Ctx, model_dir: Path | None) -> None:
 
     cfg = obj.config()
     model = current_model(model_dir)
-    with closing(obj.open(cfg)) as conn:
+    with obj.writing(cfg) as conn:
         s = classify_store(conn, model, obj.progress())
     found = ", ".join(f"{n} {a}" for a, n in s.counts.items())
     click.echo(f"classified {s.predicted} messages with model {s.model} ({found})")
@@ -64,7 +64,7 @@ def label_import(obj: Ctx, file: Path) -> None:
     from mailaudit.acts import import_labels
 
     cfg = obj.config()
-    with closing(obj.open(cfg)) as conn:
+    with obj.writing(cfg) as conn:
         res = import_labels(conn, file)
     tail = f"; {len(res.missing)} rows name messages not in the store" if res.missing else ""
     click.echo(f"stored {res.stored} labels from {file}{tail}")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailaudit.errors import LockHeldError
+from mailaudit.lock import store_lock
 
 if TYPE_CHECKING:
     from mailaudit.cli import Ctx
@@ -47,18 +47,6 @@ def _log_to_file() -> Path:
     return path
 
 
-def _lock(db: Path):  # noqa: ANN202 - a filelock.FileLock
-    """One run per store at a time: a second one gives up at once."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(db) + ".lock", timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise LockHeldError(f"another mailaudit run holds {db}.lock; this run stops (try again later)") from None
-    return lock
-
-
 @click.command()
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only these accounts (repeatable).")
 @click.option("--import", "imports", multiple=True, metavar="PATH", help="Import these exports first (repeatable).")
@@ -79,13 +67,9 @@ def run(obj: Ctx, accounts: tuple[str, ...], imports: tuple[str, ...], as_of: da
     cfg = obj.config()
     db = cfg.db_path(obj.db)
     logfile = _log_to_file()
-    lock = _lock(db)
-    try:
-        with closing(obj.open(cfg)) as conn:
-            opts = RunOptions(accounts, imports, as_of, not no_sync, out_dir or Path("reports"))
-            summary = run_audit(conn, cfg, opts, obj.progress())
-    finally:
-        lock.release()
+    with store_lock(db), closing(obj.open(cfg)) as conn:
+        opts = RunOptions(accounts, imports, as_of, not no_sync, out_dir or Path("reports"))
+        summary = run_audit(conn, cfg, opts, obj.progress())
     log.debug("log file: %s", logfile)
     click.echo(summary.line())
     return int(summary.status)

@@ -34,6 +34,12 @@ class BatchResult:
     defects: int = 0
 
 
+def rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (it rolls back by itself on a full disk)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def open_store(path: Path) -> sqlite3.Connection:
     """Open (creating 0600 if new) and migrate the store; a foreign or corrupt file is refused, never touched."""
     path = Path(path)
@@ -101,7 +107,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(f"PRAGMA user_version={number}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
 
 
@@ -166,7 +172,7 @@ def save_batch(
             conn.execute("UPDATE sources SET done_offset=? WHERE id=?", (done_offset, source_id))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return result
 
@@ -270,7 +276,7 @@ def save_threads(conn: sqlite3.Connection, roots: dict[int, int]) -> int:
         conn.execute("DROP TABLE _roots")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return conn.execute("SELECT count(*) FROM threads").fetchone()[0]
 
@@ -306,7 +312,7 @@ def save_identity(conn: sqlite3.Connection, configured: list[str], inferred: lis
         )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
 
 
@@ -372,7 +378,7 @@ def save_labels(conn: sqlite3.Connection, labels: dict[int, list[str]], origin: 
         )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return len(labels)
 
@@ -390,7 +396,7 @@ def save_predictions(
         )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
 
 
@@ -453,7 +459,7 @@ def save_imap_cursor(
         _save_imap_cursor(conn, source_id, account, folder, uidvalidity, last_uid)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
 
 
@@ -482,7 +488,7 @@ def save_imap_batch(
         _save_imap_cursor(conn, source_id, account, folder, uidvalidity, last_uid)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return result
 
@@ -511,7 +517,7 @@ def save_imap_relink(
         _save_imap_cursor(conn, source_id, account, folder, uidvalidity, last_uid)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return unknown
 
