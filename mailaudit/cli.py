@@ -267,10 +267,10 @@ def report(obj: Ctx, as_of: datetime | None, fmt: str, out: str | None) -> None:
 
 
 def _register_classifier_commands() -> None:
-    from mailaudit.cli_acts import classify, evaluate, label, train
+    from mailaudit.cli_acts import classify, evaluate, forget, label, train
     from mailaudit.cli_run import demo, run, schedule
 
-    for command in (classify, label, train, evaluate, run, demo, schedule):
+    for command in (classify, label, train, evaluate, forget, run, demo, schedule):
         cli.add_command(command)
 
 

@@ -122,3 +122,27 @@ def _score_table(title: str, m: dict) -> str:
     for act, s in m["per_act"].items():
         lines.append(f"  {act:<16}{s['precision']:>10.3f}{s['recall']:>8.3f}{s['f1']:>7.3f}{s['support']:>9}")
     return "\n".join(lines)
+
+
+@click.command()
+@click.argument("address")
+@click.option("--undo", is_flag=True, help="Remove the tombstone so the contact's mail may be stored again.")
+@click.pass_obj
+def forget(obj: Ctx, address: str, undo: bool) -> None:
+    """Remove a contact's messages, acts, labels and report data from the store, and keep them out."""
+    from mailaudit.addresses import normalise_address
+    from mailaudit.ingest import settle
+    from mailaudit.tombstones import forget_contact, undo_forget
+
+    cfg = obj.config()
+    addr = normalise_address(address)
+    with obj.writing(cfg) as conn:
+        if undo:
+            found = undo_forget(conn, addr)
+            click.echo(f"{addr}: tombstone removed; import or sync again to bring their mail back" if found
+                       else f"{addr}: was not forgotten")
+            return
+        res = forget_contact(conn, addr)
+        settle(conn, cfg)
+    click.echo(f"forgot {addr}: {res.messages} messages removed, {res.reports} stored reports cleaned; "
+               "their mail will not be stored again (undo with --undo)")

@@ -135,7 +135,16 @@ CREATE TABLE report_runs (
 );
 """
 
+M003_TOMBSTONES = """
+-- contacts the owner asked to forget: their mail is never stored again until the tombstone is undone
+CREATE TABLE tombstones (
+    addr TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_acts_sync_reports", M002_ACTS_SYNC_REPORTS),
+    ("m003_tombstones", M003_TOMBSTONES),
 ]

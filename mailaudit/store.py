@@ -150,6 +150,11 @@ def load_known_locations(conn: sqlite3.Connection, source_id: int) -> set[str]:
     return {r[0] for r in conn.execute("SELECT location FROM locations WHERE source=?", (source_id,))}
 
 
+def involves(pm: ParsedMessage, addrs: set[str]) -> bool:
+    """The message is from or to one of `addrs` (tombstoned contacts are never stored again)."""
+    return pm.from_addr in addrs or any(a in addrs for a, _ in pm.to) or any(a in addrs for a, _ in pm.cc)
+
+
 def save_batch(
     conn: sqlite3.Connection,
     source_id: int,
@@ -161,10 +166,11 @@ def save_batch(
     Items are (location, parsed message or None for an unreadable one, found in a sent folder).
     """
     result = BatchResult()
+    forgotten = {r[0] for r in conn.execute("SELECT addr FROM tombstones")}
     conn.execute("BEGIN IMMEDIATE")
     try:
         for location, pm, sent_hint in items:
-            if pm is None:
+            if pm is None or (forgotten and involves(pm, forgotten)):
                 result.skipped += 1
                 continue
             _save_one(conn, source_id, location, pm, sent_hint, result)
@@ -546,3 +552,4 @@ def load_known_uids(conn: sqlite3.Connection, source_id: int) -> set[int]:
 def has_unthreaded(conn: sqlite3.Connection) -> bool:
     """Stored messages not yet threaded: a run was stopped between storing them and settling."""
     return conn.execute("SELECT 1 FROM messages WHERE thread_id IS NULL LIMIT 1").fetchone() is not None
+
