@@ -102,8 +102,9 @@ def ensure_mbsync() -> str:
 def mbsync_config(d: Dovecot, tls: bool, maildir: Path) -> str:
     port = d.port if tls else d.plain_port
     security = f"SSLType IMAPS\nCertificateFile {d.ca_file}" if tls else "SSLType None\nAuthMechs LOGIN"
+    # isync matches the certificate against DNS names only, so over TLS it connects to "localhost"
     return f"""IMAPAccount bench
-Host 127.0.0.1
+Host {"localhost" if tls else "127.0.0.1"}
 Port {port}
 User {d.user}
 PassCmd "printenv MAILAUDIT_TEST_PASSWORD"
@@ -162,6 +163,7 @@ def main() -> None:
         account = {"security": "ssl"} if args.tls else {"port": d.plain_port, "security": "none",
                                                           "allow_plaintext": True}
         cfg.write_text(d.toml("bench", **account))
+        cfg.chmod(0o600)
         ours = [sys.executable, "-m", "mailaudit", "--db", str(root / "bench.db"), "--config", str(cfg),
                 "--quiet", "sync"]
         rc = root / "mbsyncrc"

@@ -39,6 +39,14 @@ class UidValidityChanged(Exception):
     """The folder's UIDVALIDITY changed while it was being synced: start the folder over."""
 
 
+class MissingFolders(Exception):
+    """Configured folders that the server does not have."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
 @dataclass(frozen=True)
 class FolderPlan:
     name: str
@@ -116,7 +124,7 @@ def plan_folders(
             continue
         plans.append(FolderPlan(real, sent=b"\\sent" in flags[real], gmail=gmail))
     if missing:
-        raise KeyError(", ".join(missing))
+        raise MissingFolders(missing)
     return plans
 
 

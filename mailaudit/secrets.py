@@ -66,7 +66,7 @@ def _run_password_command(account: AccountConfig, who: str) -> str:
     return value
 
 
-def _keyring(who: str):  # noqa: ANN202 - the keyring module
+def _keyring(who: str):  # the keyring module, imported only when configured
     try:
         import keyring
     except ImportError:

@@ -21,6 +21,7 @@ from mailaudit.imap_sync import (
     FolderStatus,
     ImapAccount,
     ImapMessage,
+    MissingFolders,
     UidValidityChanged,
     plan_folders,
     uid_batches,
@@ -90,6 +91,8 @@ def sync_accounts(
         settle(conn, cfg, done)
         summary.threads, summary.me = done.threads, done.me
     if summary.failures and len(summary.failures) == len(accounts):
+        for exc in summary.failures[1:]:  # the first becomes the error line; the others must not be lost
+            log.error("%s", exc)
         raise summary.failures[0]
     return summary
 
@@ -131,9 +134,9 @@ def sync_account(
     try:
         try:
             plans = plan_folders(imap.list_folders(), imap.capabilities, account.folders)
-        except KeyError as exc:
+        except MissingFolders as exc:
             raise SourceUnavailableError(
-                f"account '{account.name}': folder {exc.args[0]} not found on the server; check folders in its "
+                f"account '{account.name}': folder {exc} not found on the server; check folders in its "
                 "[[accounts]] table") from None
         for plan in plans:
             for attempt in range(3):

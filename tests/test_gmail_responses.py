@@ -14,7 +14,7 @@ from imapclient import IMAPClient
 from imapclient.response_parser import parse_fetch_response
 
 from mailaudit.config import ParseConfig
-from mailaudit.imap_sync import GMAIL_EXT, gmail_labels, message_from_fetch, plan_folders
+from mailaudit.imap_sync import GMAIL_EXT, MissingFolders, gmail_labels, message_from_fetch, plan_folders
 from mailaudit.ingest import import_paths, settle
 from mailaudit.store import save_imap_batch, save_source
 from mailaudit.sync import parse_fetched
@@ -67,7 +67,7 @@ def test_gmail_configured_folders_are_added_but_never_spam_or_trash():
     assert [p.name for p in plans] == ["[Gmail]/All Mail", "Work"]
     plans = plan_folders(parse_list(GMAIL_LIST_DE), GMAIL_CAPS, ("Entwürfe", "[Google Mail]/Papierkorb"))
     assert [p.name for p in plans] == ["[Google Mail]/Alle Nachrichten", "Entwürfe"]
-    with pytest.raises(KeyError, match="Archive"):
+    with pytest.raises(MissingFolders, match="Archive"):
         plan_folders(parse_list(GMAIL_LIST), GMAIL_CAPS, ("Archive",))
 
 

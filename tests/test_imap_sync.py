@@ -50,6 +50,7 @@ def sent(n: int, start: int = 0) -> list[bytes]:
 def write_config(d: Dovecot, path: Path, batch: int = 100, **account: object) -> Path:
     path.write_text(f"[sync]\nbatch_size = {batch}\nreconnect_attempts = 5\nmax_backoff_seconds = 2\n\n"
                     + d.toml(**account))
+    path.chmod(0o600)
     return path
 
 
@@ -390,6 +391,7 @@ def test_unreachable_host_is_exit_5(dovecot, tmp_path):  # noqa: F811
 def test_untrusted_certificate_is_exit_5(dovecot, tmp_path):  # noqa: F811
     cfgfile = tmp_path / "config.toml"
     cfgfile.write_text(dovecot.toml().replace(f'tls_ca_file = "{dovecot.ca_file}"\n', ""))
+    cfgfile.chmod(0o600)
     res = run_cli("--db", str(tmp_path / "cli.db"), "--config", str(cfgfile), "sync")
     assert res.returncode == 5
     assert "certificate" in one_error_line(res) and "tls_ca_file" in res.stderr
@@ -407,6 +409,7 @@ def test_one_account_failing_of_two_is_partial_exit_8(dovecot, tmp_path):  # noq
     dovecot.deliver("INBOX", received(2))
     cfgfile = tmp_path / "config.toml"
     cfgfile.write_text(dovecot.toml() + "\n" + dovecot.toml(name="down", port=free_port()))
+    cfgfile.chmod(0o600)
     res = run_cli("--db", str(tmp_path / "cli.db"), "--config", str(cfgfile), "sync")
     assert res.returncode == 8, res.stderr
     assert "synced 2 new messages" in res.stdout and "account 'down'" in res.stderr
@@ -420,6 +423,7 @@ def test_silent_server_times_out_with_one_error(dovecot, tmp_path):  # noqa: F81
         silent.listen(5)
         cfgfile = tmp_path / "config.toml"
         cfgfile.write_text("[sync]\ntimeout_seconds = 1\n\n" + dovecot.toml(port=silent.getsockname()[1]))
+        cfgfile.chmod(0o600)
         t = time.monotonic()
         res = run_cli("--db", str(tmp_path / "cli.db"), "--config", str(cfgfile), "sync")
     assert res.returncode == 5 and time.monotonic() - t < 30
@@ -444,6 +448,7 @@ def test_two_accounts_one_store_identity_spans_both(dovecot, tmp_path, conn, mon
     d.deliver("INBOX", received(2, start=50), user="pat-personal")
     cfgfile = tmp_path / "config.toml"
     cfgfile.write_text(d.toml() + "\n" + d.toml(name="home", username="pat-personal", password_env="PERSONAL_PW"))
+    cfgfile.chmod(0o600)
     s = sync_accounts(conn, load_config(str(cfgfile)))
     assert [f"{f.account}/{f.folder}" for f in s.folders] == ["test/INBOX", "test/Sent", "home/INBOX", "home/Sent"]
     assert s.me == ["pat@example.com", "patm@gmail.com"]  # gmail addresses lose their dots
@@ -653,6 +658,7 @@ def test_xoauth2_login_refreshes_a_stale_token_and_revocation_is_exit_4(tmp_path
             cfgfile = tmp_path / "config.toml"
             cfgfile.write_text(d.toml(auth="oauth2", password_env="", oauth2_client_id="cid",
                                       oauth2_token_url=endpoint.url))
+            cfgfile.chmod(0o600)
             cfg = load_config(str(cfgfile))
             path = secrets.token_path(cfg.accounts[0])
             path.parent.mkdir(parents=True)
