@@ -243,27 +243,58 @@ def _format_status(st: dict) -> str:
     help="Report date: the window is the days before it (default: now).",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json", show_default=True,
-    help="json: the full export; csv: the contact table; html: the report page.",
+    "--format", "fmt", type=click.Choice(["json", "csv", "html"]), default=None,
+    help="Only this format, to stdout or --out: json: the full export; csv: the contact table; html: the report "
+    "page. Default: all three into [report] dir.",
 )
 @click.option("--out", metavar="FILE", help="Write here (atomically, mode 0600) instead of to stdout.")
+@click.option("--open", "open_page", is_flag=True, help="Open the HTML report in the browser once written.")
 @click.pass_obj
-def report(obj: Ctx, as_of: datetime | None, fmt: str, out: str | None) -> None:
-    """Per contact and in both directions: status, flags with evidence, and metrics."""
-    from mailaudit.export import render, write_file_atomic
-    from mailaudit.relations import as_of_from_date, audit_store, status_counts
+def report(obj: Ctx, as_of: datetime | None, fmt: str | None, out: str | None, open_page: bool) -> None:
+    """Per contact and in both directions: status, flags with evidence, and metrics.
+
+    Without --format and --out, writes mailaudit-YYYY-MM-DD.html, latest.html and the JSON and CSV exports
+    into [report] dir (default ./reports), each 0600.
+    """
+    from mailaudit.relations import as_of_from_date, status_counts
 
     cfg = obj.config()
+    if fmt is None and out:
+        fmt = {".html": "html", ".htm": "html", ".csv": "csv"}.get(Path(out).suffix.lower(), "json")
+    if open_page and (fmt not in (None, "html") or (fmt == "html" and not out)):
+        raise click.UsageError("--open opens the HTML report: use it without --format, or with --format html --out")
     with closing(obj.open(cfg)) as conn:
-        rel = audit_store(conn, cfg, as_of_from_date(as_of))
-    data = render(rel, fmt)  # export.RENDERERS holds one renderer per --format choice
-    if out:
-        write_file_atomic(Path(out).expanduser(), data)
-        counts = status_counts(rel)
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-        click.echo(f"wrote {out}: {sum(counts.values())} contacts ({summary})")
+        if fmt in (None, "html"):
+            from mailaudit.report import audit_report
+
+            page = audit_report(conn, cfg, as_of_from_date(as_of))  # records the run for "what changed"
+            rel = page.rel
+        else:
+            from mailaudit.relations import audit_store
+
+            rel = audit_store(conn, cfg, as_of_from_date(as_of))
+    counts = status_counts(rel)
+    summary = f"{sum(counts.values())} contacts ({', '.join(f'{n} {s}' for s, n in counts.items())})"
+    if fmt is None:
+        from mailaudit.report import write_report_set
+
+        files = write_report_set(page, Path(cfg.report.dir).expanduser())
+        click.echo(f"wrote {files.html} (and {files.latest.name}, {files.json.name}, {files.csv.name}): {summary}")
+        written = files.html
     else:
-        click.echo(data.decode("utf-8"), nl=False)
+        from mailaudit.export import render, render_html, write_file_atomic
+
+        data = render_html(rel, page.inputs) if fmt == "html" else render(rel, fmt)
+        if not out:
+            click.echo(data.decode("utf-8"), nl=False)
+            return
+        written = Path(out).expanduser()
+        write_file_atomic(written, data)
+        click.echo(f"wrote {out}: {summary}")
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(written.resolve().as_uri())
 
 
 def _register_classifier_commands() -> None:

@@ -9,9 +9,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailaudit.errors import ExitStatus, MailauditError, SourceUnavailableError
 from mailaudit.relations import CONTACT_COLUMNS, Relations, build_export
+
+if TYPE_CHECKING:
+    from mailaudit.report import ReportInputs
 
 
 class ReportFormatError(MailauditError):
@@ -34,9 +38,11 @@ def render_csv(rel: Relations) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def render_html(rel: Relations) -> bytes:
-    # The HTML report (report.py, jinja2) is its own issue; it plugs in here and in RENDERERS.
-    raise ReportFormatError("the HTML report is not available yet; use --format json or --format csv")
+def render_html(rel: Relations, inputs: ReportInputs | None = None) -> bytes:
+    """The report page (report.py); without `inputs` (evidence, activity, history) it shows the audit alone."""
+    from mailaudit.report import render_report
+
+    return render_report(rel, inputs)
 
 
 RENDERERS: dict[str, Callable[[Relations], bytes]] = {
