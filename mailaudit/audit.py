@@ -21,7 +21,7 @@ class RunOptions:
     imports: tuple[str, ...] = ()
     as_of: datetime | None = None
     sync: bool = True
-    report_dir: Path = Path("reports")
+    report_dir: Path | None = None  # None: [report] dir
     model_dir: Path | None = None
     deliver: bool = True
 
@@ -95,28 +95,15 @@ def _classify(conn: sqlite3.Connection, opts: RunOptions, progress: Progress, su
 
 
 def _report(conn: sqlite3.Connection, cfg: Config, opts: RunOptions, summary: RunSummary):  # noqa: ANN202
-    from mailaudit.relations import as_of_from_date, audit_store, status_counts
+    from mailaudit.relations import as_of_from_date, status_counts
+    from mailaudit.report import audit_report, write_report_set
 
-    rel = audit_store(conn, cfg, as_of_from_date(opts.as_of))
-    summary.counts = status_counts(rel)
+    page = audit_report(conn, cfg, as_of_from_date(opts.as_of))
+    summary.counts = status_counts(page.rel)
     summary.contacts = sum(summary.counts.values())
-    summary.reports = write_report_set(conn, rel, opts.report_dir)
-    return rel
-
-
-def write_report_set(conn: sqlite3.Connection, rel, directory: Path) -> list[Path]:  # noqa: ANN001
-    """mailaudit-YYYY-MM-DD.html, latest.html, .json and .csv, each atomic and 0600; the dated page first."""
-    from mailaudit.export import render, write_file_atomic
-
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    day = rel.as_of.strftime("%Y-%m-%d")
-    html = render(rel, "html")
-    written = []
-    for name, data in ((f"mailaudit-{day}.html", html), ("latest.html", html),
-                       (f"mailaudit-{day}.json", render(rel, "json")), (f"mailaudit-{day}.csv", render(rel, "csv"))):
-        write_file_atomic(directory / name, data)
-        written.append(directory / name)
-    return written
+    files = write_report_set(page, opts.report_dir or Path(cfg.report.dir).expanduser())
+    summary.reports = [files.html, files.latest, files.json, files.csv]
+    return page.rel
 
 
 def _deliver(rel, cfg: Config, summary: RunSummary) -> None:  # noqa: ANN001

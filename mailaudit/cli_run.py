@@ -54,7 +54,7 @@ def _log_to_file() -> Path:
               help="Report date (default: now).")
 @click.option("--no-sync", is_flag=True, help="Do not sync the configured accounts.")
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
-              help="Folder for the report files (default: reports/).")
+              help="Folder for the report files (default: [report] dir, ./reports).")
 @click.option("--demo", "use_demo", is_flag=True, help="Run on the bundled sample mailbox (same as `mailaudit demo`).")
 @click.pass_obj
 def run(obj: Ctx, accounts: tuple[str, ...], imports: tuple[str, ...], as_of: datetime | None, no_sync: bool,
@@ -68,7 +68,7 @@ def run(obj: Ctx, accounts: tuple[str, ...], imports: tuple[str, ...], as_of: da
     db = cfg.db_path(obj.db)
     logfile = _log_to_file()
     with store_lock(db), closing(obj.open(cfg)) as conn:
-        opts = RunOptions(accounts, imports, as_of, not no_sync, out_dir or Path("reports"))
+        opts = RunOptions(accounts, imports, as_of, not no_sync, out_dir)
         summary = run_audit(conn, cfg, opts, obj.progress())
     log.debug("log file: %s", logfile)
     click.echo(summary.line())

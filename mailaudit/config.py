@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import time
@@ -85,6 +87,18 @@ class RelationsConfig:
         for name in ("asks_only_ask_share", "drifting_drop"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"[relations] {name} = {getattr(self, name)} must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The HTML report: where the report files go and how much of the long tail the page shows in full."""
+
+    dir: str = "reports"  # relative paths are taken from the current directory
+    max_attention: int = 100  # contacts listed under "Needs attention"; the rest are in the table
+    max_cards: int = 200  # contacts with a card (chart, metrics, evidence), most pressing first
+    max_evidence: int = 12  # evidence messages shown per card, the latest first
+    excerpt_chars: int = 240  # of each evidence message's own text
+    chart_months: int = 24  # months in each card's activity chart, ending at the report date
 
 
 @dataclass(frozen=True)
@@ -181,6 +195,7 @@ class Config:
     import_: ImportConfig = field(default_factory=ImportConfig)
     relations: RelationsConfig = field(default_factory=RelationsConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     accounts: tuple[AccountConfig, ...] = ()
     report_email: EmailConfig = field(default_factory=EmailConfig)
     source: str = "<defaults>"
@@ -202,6 +217,7 @@ _SECTIONS: dict[str, type] = {
     "import": ImportConfig,
     "relations": RelationsConfig,
     "sync": SyncConfig,
+    "report": ReportConfig,
 }
 
 
@@ -229,7 +245,28 @@ def load_config(explicit: str | None = None) -> Config:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return parse_config(raw, str(path))
+    cfg = parse_config(raw, str(path))
+    _warn_if_exposed(path, raw)
+    return cfg
+
+
+_SECRET_KEYS = ("oauth2_client_secret", "password_command", "password_env", "username")
+
+
+def _warn_if_exposed(path: Path, raw: dict[str, Any]) -> None:
+    """A config others can read that says how to reach a secret is worth a warning (not an error)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not mode & 0o044:
+        return
+    text = json.dumps(raw)
+    found = [k for k in _SECRET_KEYS if f'"{k}"' in text]
+    if found:
+        logging.getLogger("mailaudit").warning(
+            "%s is readable by other users and holds %s; run chmod 600 %s", path, ", ".join(found), path
+        )
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
@@ -271,7 +308,7 @@ def _coerce(default: Any, value: Any, where: str, source: str) -> Any:
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value > 0 or value == default == 0)  # 0: auto
     elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif isinstance(default, str):

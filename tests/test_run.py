@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,13 +101,17 @@ def smtp_server():
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = isinstance(auth_data, LoginPassword) and auth_data.password.decode() == SMTP_PASSWORD
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=0, authenticator=authenticator,
+    # aiosmtpd's start() connects to its own port to check it is up, so port 0 cannot work: take a free port first
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator,
                             auth_require_tls=False, auth_required=True)
     controller.start()
     try:
-        yield controller.server.sockets[0].getsockname()[1], received
+        yield port, received
     finally:
         controller.stop()
 
@@ -184,3 +189,16 @@ def test_demo_writes_the_report_and_says_where(tmp_path):
     text = page.read_text()
     for status in ("bruised", "one_way", "drifting", "dormant", "healthy"):
         assert status in text
+
+
+def test_config_example_documents_every_report_email_key():
+    import dataclasses
+
+    from mailaudit.config import EmailConfig
+
+    text = (Path(__file__).resolve().parents[1] / "config.example.toml").read_text()
+    section = text.split("# [report.email]\n", 1)[1]
+    for f in dataclasses.fields(EmailConfig):
+        key = {"sender": "from", "name": None}.get(f.name, f.name)
+        if key:
+            assert f"# {key} = " in section, f"[report.email] {key} is not documented in config.example.toml"
