@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
 
-import charset_normalizer
 import html2text
 
 from mailaudit.addresses import bulk_reason, normalise_address
@@ -125,7 +124,7 @@ def _parse(raw: bytes, cfg: ParseConfig, envelope_ts: int | None, now: float | N
     if msg.defects:
         defects.extend(sorted({type(d).__name__ for d in msg.defects}))
     headers = _lower_headers(msg)
-    from_name, from_addr = _first_address(_header(msg, "from", defects), defects)
+    from_name, from_addr = _first_address(_raw_header(msg, "from"), defects)
     if not from_addr:
         defects.append("missing_from")
     subject = _header(msg, "subject", defects)
@@ -145,8 +144,8 @@ def _parse(raw: bytes, cfg: ParseConfig, envelope_ts: int | None, now: float | N
         date_ts=date_ts,
         from_addr=from_addr,
         from_name=from_name,
-        to=_addresses(_header(msg, "to", defects), defects),
-        cc=_addresses(_header(msg, "cc", defects), defects),
+        to=_addresses(_raw_header(msg, "to"), defects),
+        cc=_addresses(_raw_header(msg, "cc"), defects),
         subject=subject[:1000],
         norm_subject=normalise_subject(subject)[:300],
         is_reply=bool(in_reply_to or refs or _REPLY_PREFIX.match(subject)),
@@ -186,12 +185,17 @@ def _lower_headers(msg: Message) -> dict[str, str]:
 
 def _header(msg: Message, name: str, defects: list[str]) -> str:
     """Decode an RFC 2047 header into text, surviving unknown charsets and broken encodings."""
+    return _decode_words(_raw_header(msg, name), defects, name)
+
+
+def _raw_header(msg: Message, name: str) -> str:
     value = msg.get(name)
     if value is None:
         return ""
-    if isinstance(value, email.header.Header):
-        value = str(value)
-    value = str(value)[:MAX_HEADER_CHARS]
+    return str(value)[:MAX_HEADER_CHARS]
+
+
+def _decode_words(value: str, defects: list[str], name: str) -> str:
     if "=?" not in value:
         return _WS.sub(" ", value).strip()
     try:
@@ -230,6 +234,8 @@ def _decode_bytes(data: bytes, charset: str | None, defects: list[str], where: s
                 return data.decode("utf-8")
             except UnicodeDecodeError:
                 pass
+    import charset_normalizer  # only for mail that lies about its charset: keeps startup light
+
     best = charset_normalizer.from_bytes(data[:262144]).best()
     if best is not None:
         try:
@@ -245,7 +251,8 @@ def _first_address(value: str, defects: list[str]) -> tuple[str, str]:
 
 
 def _addresses(value: str, defects: list[str]) -> list[tuple[str, str]]:
-    """(normalised address, display name) pairs; capped so a 50,000-recipient header stays cheap."""
+    """(normalised address, display name) pairs; capped so a 50,000-recipient header stays cheap. Split the raw
+    header first and decode RFC 2047 names after: a decoded name may hold commas, quotes or '@'."""
     if not value:
         return []
     try:
@@ -262,6 +269,8 @@ def _addresses(value: str, defects: list[str]) -> list[tuple[str, str]]:
         if norm in seen:
             continue
         seen.add(norm)
+        if "=?" in name:
+            name = _decode_words(name, defects, "address")
         out.append((norm, name.strip().strip('"').strip()[:200]))
         if len(out) >= MAX_RECIPIENTS:
             defects.append("too_many_recipients")

@@ -97,6 +97,16 @@ def test_addresses_are_normalised_and_deduplicated():
     assert pm.cc == [("carol@example.org", "Carol")]
 
 
+def test_encoded_display_names_are_decoded_after_the_address_split():
+    # a decoded name may hold ',', '<' and '@': split on the raw header, or the name becomes the address
+    raw = (b"From: =?utf-8?q?Smith=2C_John_=3Cjohn=40evil=2Ecom=3E?= <john@example.com>\r\n"
+           b"To: =?utf-8?b?w4lsb2RpZSBEdXBvbnQ=?= <elodie@example.fr>, \"Doe, Jane\" <jane@example.com>\r\n"
+           b"Subject: hi\r\nMessage-ID: <a@b>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody\r\n")
+    m = parse_message(raw)
+    assert (m.from_addr, m.from_name) == ("john@example.com", "Smith, John <john@evil.com>")
+    assert m.to == [("elodie@example.fr", "\u00c9lodie Dupont"), ("jane@example.com", "Doe, Jane")]
+
+
 def test_bulk_mail_is_marked():
     assert parse_message(msg(extra={"List-Id": "<news.example.com>"})).bulk == "list-id"
     assert parse_message(msg(extra={"List-Unsubscribe": "<mailto:u@x>"})).bulk == "list-unsubscribe"
