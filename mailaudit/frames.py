@@ -102,7 +102,7 @@ def model_card_dirs() -> list[Path]:
 
 def load_model_info(conn: sqlite3.Connection, card_dirs: list[Path] | None = None) -> dict[str, object]:
     """The model behind the predictions: the version most predictions came from and, from the model card of
-    that version, its cross-validated macro F1 (None when no card of that version is found)."""
+    that version, its macro F1 on real mail (else cross-validated; None when no card of that version is found)."""
     row = conn.execute("SELECT model FROM predictions GROUP BY model ORDER BY count(*) DESC LIMIT 1").fetchone()
     version = row[0] if row else None
     dirs = model_card_dirs() if card_dirs is None else card_dirs
@@ -119,7 +119,7 @@ def _card_macro_f1(version: str | None, dirs: list[Path]) -> float | None:
             continue
         if not isinstance(card, dict) or card.get("version") != version:
             continue
-        for key in ("cv_metrics", "real_mail_metrics"):
+        for key in ("real_mail_metrics", "cv_metrics"):  # real mail is the honest figure; cv mixes in written
             value = (card.get(key) or {}).get("macro_f1")
             if isinstance(value, (int, float)):
                 return float(value)

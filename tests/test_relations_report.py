@@ -259,7 +259,7 @@ def test_labels_override_predictions(tmp_path):
     cards.mkdir()
     card = {"version": "acts-2026.05", "cv_metrics": {"macro_f1": 0.71}, "real_mail_metrics": {"macro_f1": 0.5}}
     (cards / "model-card.json").write_text(json.dumps(card))
-    assert load_model_info(conn, [tmp_path / "nowhere", cards]) == {"version": "acts-2026.05", "macro_f1": 0.71}
+    assert load_model_info(conn, [tmp_path / "nowhere", cards]) == {"version": "acts-2026.05", "macro_f1": 0.5}
     card["version"] = "another"
     (cards / "model-card.json").write_text(json.dumps(card))
     assert load_model_info(conn, [cards]) == {"version": "acts-2026.05", "macro_f1": None}
