@@ -249,14 +249,22 @@ def _format_status(st: dict) -> str:
 )
 @click.option("--out", metavar="FILE", help="Write here (atomically, mode 0600) instead of to stdout.")
 @click.option("--open", "open_page", is_flag=True, help="Open the HTML report in the browser once written.")
+@click.option(
+    "--redact", is_flag=True,
+    help="Names and addresses as stable pseudonyms, no subjects, excerpts or Message-IDs: a report to share for "
+    "help or review. Applies to every format.",
+)
 @click.pass_obj
-def report(obj: Ctx, as_of: datetime | None, fmt: str | None, out: str | None, open_page: bool) -> None:
+def report(
+    obj: Ctx, as_of: datetime | None, fmt: str | None, out: str | None, open_page: bool, redact: bool
+) -> None:
     """Per contact and in both directions: status, flags with evidence, and metrics.
 
     Without --format and --out, writes mailaudit-YYYY-MM-DD.html, latest.html and the JSON and CSV exports
-    into [report] dir (default ./reports), each 0600.
+    into [report] dir (default ./reports), each 0600. With --redact every one of them is redacted.
     """
     from mailaudit.relations import as_of_from_date, status_counts
+    from mailaudit.report import ReportInputs, ReportPage
 
     cfg = obj.config()
     if fmt is None and out:
@@ -268,13 +276,18 @@ def report(obj: Ctx, as_of: datetime | None, fmt: str | None, out: str | None, o
             from mailaudit.report import audit_report
 
             page = audit_report(conn, cfg, as_of_from_date(as_of))  # records the run for "what changed"
-            rel = page.rel
         else:
             from mailaudit.relations import audit_store
 
-            rel = audit_store(conn, cfg, as_of_from_date(as_of))
-    counts = status_counts(rel)
+            page = ReportPage(audit_store(conn, cfg, as_of_from_date(as_of)), ReportInputs())
+        if redact:
+            from mailaudit.redact import load_pseudonyms, redact_page
+
+            page = redact_page(page, load_pseudonyms(conn, page.rel.me, cfg.identity.merge))
+    counts = status_counts(page.rel)
     summary = f"{sum(counts.values())} contacts ({', '.join(f'{n} {s}' for s, n in counts.items())})"
+    if redact:
+        summary += ", redacted"
     if fmt is None:
         from mailaudit.report import write_report_set
 
@@ -284,7 +297,7 @@ def report(obj: Ctx, as_of: datetime | None, fmt: str | None, out: str | None, o
     else:
         from mailaudit.export import render, render_html, write_file_atomic
 
-        data = render_html(rel, page.inputs) if fmt == "html" else render(rel, fmt)
+        data = render_html(page.rel, page.inputs) if fmt == "html" else render(page.rel, fmt)
         if not out:
             click.echo(data.decode("utf-8"), nl=False)
             return

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailaudit.errors import ExitStatus, MailauditError, SourceUnavailableError
+from mailaudit.redact import is_redacted
 from mailaudit.relations import CONTACT_COLUMNS, Relations, build_export
 
 if TYPE_CHECKING:
@@ -25,7 +26,11 @@ class ReportFormatError(MailauditError):
 
 
 def render_json(rel: Relations) -> bytes:
-    return (json.dumps(build_export(rel), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """The full export (relations.build_export); a redacted audit says so in a leading "redacted": true."""
+    data = build_export(rel)
+    if is_redacted(rel):
+        data = {"redacted": True, **data}
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def render_csv(rel: Relations) -> bytes:

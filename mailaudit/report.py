@@ -22,6 +22,7 @@ from mailaudit.errors import SourceUnavailableError
 from mailaudit.export import render_csv, render_json, write_file_atomic
 from mailaudit.flags import BRUISING
 from mailaudit.frames import Frames, load_frames, model_card_dirs
+from mailaudit.redact import is_redacted
 from mailaudit.relations import STATUSES, Relations, as_of_from_date, build_relations, prepare
 from mailaudit.report_history import (
     EvidenceMessage,
@@ -228,7 +229,9 @@ def render_report(rel: Relations, inputs: ReportInputs | None = None) -> bytes:
 
 def write_report_set(page: ReportPage, folder: Path) -> ReportFiles:
     """Write mailaudit-YYYY-MM-DD.html, latest.html and the JSON and CSV exports into `folder` (created 0700),
-    each atomically and 0600: they hold excerpts of private mail."""
+    each atomically and 0600: they hold excerpts of private mail. A redacted page is written as
+    mailaudit-YYYY-MM-DD-redacted.* and latest-redacted.html, beside the private set, never over it."""
+
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -236,8 +239,9 @@ def write_report_set(page: ReportPage, folder: Path) -> ReportFiles:
         raise SourceUnavailableError(
             f"cannot create the report folder {folder}: {exc.strerror}; set [report] dir or pass --out"
         ) from None
-    stem = f"mailaudit-{page.rel.as_of:%Y-%m-%d}"
-    files = ReportFiles(folder / f"{stem}.html", folder / "latest.html", folder / f"{stem}.json",
+    tag = "-redacted" if is_redacted(page.rel) else ""
+    stem = f"mailaudit-{page.rel.as_of:%Y-%m-%d}{tag}"
+    files = ReportFiles(folder / f"{stem}.html", folder / f"latest{tag}.html", folder / f"{stem}.json",
                         folder / f"{stem}.csv")
     html = render_report(page.rel, page.inputs)
     write_file_atomic(files.json, render_json(page.rel))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mailaudit.flags import DIRECTIONS, FLAGS
+from mailaudit.redact import is_redacted
 from mailaudit.relations import STATUSES, Relations
 from mailaudit.report import (
     ATTENTION,
@@ -73,6 +74,7 @@ def build_context(rel: Relations, inputs: ReportInputs) -> dict[str, Any]:
         "method": _method(rel, inputs),
         "report_cfg": rc,
         "loaded": inputs.loaded,
+        "redacted": is_redacted(rel),
     }
 
 
