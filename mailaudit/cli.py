@@ -166,7 +166,7 @@ def sync(obj: Ctx, accounts: tuple[str, ...]) -> int:
     from mailaudit.sync import sync_accounts
 
     cfg = obj.config()
-    with closing(obj.open(cfg)) as conn:
+    with obj.writing(cfg) as conn:
         s = sync_accounts(conn, cfg, list(accounts) or None, obj.progress())
     for f in s.folders:
         if f.unchanged:
@@ -271,7 +271,7 @@ def report(
         fmt = {".html": "html", ".htm": "html", ".csv": "csv"}.get(Path(out).suffix.lower(), "json")
     if open_page and (fmt not in (None, "html") or (fmt == "html" and not out)):
         raise click.UsageError("--open opens the HTML report: use it without --format, or with --format html --out")
-    with closing(obj.open(cfg)) as conn:
+    with obj.writing(cfg) as conn:  # it records this run for "what changed"
         if fmt in (None, "html"):
             from mailaudit.report import audit_report
 

@@ -66,12 +66,13 @@ def test_run_imports_classifies_reports_and_is_idempotent(tmp_path):
     assert "imported" in logs[0].read_text()
 
 
-def test_second_run_while_the_lock_is_held_exits_7_at_once(tmp_path):
+@pytest.mark.parametrize("command", [("run", "--no-sync"), ("sync",), ("report",), ("import", ".")])
+def test_a_writer_while_the_lock_is_held_exits_7_at_once(tmp_path, command):
     from filelock import FileLock
 
     db = tmp_path / "s.db"
     with FileLock(str(db) + ".lock"):
-        res = run_cli("--db", str(db), "run", "--no-sync", env=_env(tmp_path))
+        res = run_cli("--db", str(db), *command, env=_env(tmp_path))
     assert res.returncode == 7
     assert res.stderr.strip().splitlines()[-1].startswith("mailaudit: error: another mailaudit run holds")
 
