@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
 
 from mailaudit.errors import ModelError
-from mailaudit.features import NUMERIC
+from mailaudit.features import NUMERIC, CharNgrams
 
 ACTS = ("intro_request", "handoff", "thank_you", "reciprocal_ask")
 PARALLEL_MIN_ROWS = 8000
@@ -33,42 +32,41 @@ CARD_FILE = "model-card.json"
 TRUSTED_TYPES = [
     "builtins.slice",
     "numpy.dtype",
+    "mailaudit.features.CharNgrams",
+    "numpy.float32",
     "numpy.float64",
     "numpy.int64",
     "numpy.ndarray",
     "numpy.core.multiarray.scalar",
     "numpy._core.multiarray.scalar",
     "scipy.sparse._csr.csr_matrix",
-    "sklearn.calibration.CalibratedClassifierCV",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
     "sklearn.compose._column_transformer.ColumnTransformer",
     "sklearn.feature_extraction.text.TfidfTransformer",
     "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.multiclass.OneVsRestClassifier",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.preprocessing._label.LabelBinarizer",
-    "sklearn.svm._classes.LinearSVC",
     "sklearn.utils._bunch.Bunch",
 ]
 
 
 def build_pipeline() -> Pipeline:
-    """Word and character n-grams of the own text, words of the subject, scaled structural numbers;
-    one calibrated linear SVM per act."""
+    """Word and character n-grams of the own text, words of the subject, the scaled structural numbers and
+    cue counts; one class-weighted logistic regression per act (probabilities without a calibration fold)."""
     columns = ColumnTransformer(
         [
-            ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=60000), "text"),
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True,
-                                      max_features=80000), "text"),
-            ("subject", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), "subject"),
+            ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=60000,
+                                      dtype=np.float32), "text"),
+            ("chars", CharNgrams(min_df=3, max_features=20000), "text"),
+            ("subject", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32), "subject"),
             ("numbers", StandardScaler(), NUMERIC),
         ],
         sparse_threshold=1.0,
     )
-    svm = LinearSVC(C=0.5, class_weight="balanced", max_iter=5000)
-    model = OneVsRestClassifier(CalibratedClassifierCV(svm, cv=3, method="sigmoid"))
+    linear = LogisticRegression(C=1.0, class_weight="balanced", solver="liblinear", dual=True, max_iter=2000)
+    model = OneVsRestClassifier(linear)
     return Pipeline([("features", columns), ("model", model)])
 
 
