@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from mailaudit.errors import StoreError
 from mailaudit.migrations import MIGRATIONS
-from mailaudit.parse import ParsedMessage
 from mailaudit.threads import ThreadInput
+
+if TYPE_CHECKING:  # parse pulls in the email package and html2text: a no-change sync never needs them
+    from mailaudit.parse import ParsedMessage
 
 APPLICATION_ID = 0x4D415544  # "MAUD": marks a file as a mailaudit store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -202,9 +205,9 @@ def _find_existing(conn: sqlite3.Connection, pm: ParsedMessage, chash: str) -> t
 
 def _save_one(
     conn: sqlite3.Connection, source_id: int, location: str, pm: ParsedMessage, sent_hint: bool,
-    result: BatchResult,
+    result: BatchResult, chash: str | None = None,
 ) -> None:
-    chash = pm.content_hash()
+    chash = chash or pm.content_hash()  # a sync worker may have hashed it already, off the writer's thread
     existing, id_taken = _find_existing(conn, pm, chash)
     if existing is not None:
         result.duplicates += 1
@@ -244,41 +247,86 @@ def _save_one(
     conn.execute("INSERT OR REPLACE INTO locations VALUES (?,?,?)", (source_id, location, mid))
 
 
-def load_thread_inputs(conn: sqlite3.Connection) -> list[ThreadInput]:
+def load_thread_inputs(conn: sqlite3.Connection, ids: Collection[int] | None = None) -> list[ThreadInput]:
+    """Threading inputs of every message, or only of `ids`; in id order either way."""
+    where = ("", "")
+    if ids is not None:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _thread_ids (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM _thread_ids")
+        conn.executemany("INSERT INTO _thread_ids VALUES (?)", ((i,) for i in ids))
+        where = (" WHERE message IN (SELECT id FROM _thread_ids)", " WHERE id IN (SELECT id FROM _thread_ids)")
+    # a mailbox has far fewer addresses and recipient sets than messages: share them (memory at 1M messages)
+    addrs: dict[str, str] = {}
     recips: dict[int, list[str]] = {}
-    for mid, addr in conn.execute("SELECT message, addr FROM recipients"):
-        recips.setdefault(mid, []).append(addr)
+    for mid, addr in conn.execute("SELECT message, addr FROM recipients" + where[0]):
+        recips.setdefault(mid, []).append(addrs.setdefault(addr, addr))
+    sets: dict[frozenset[str], frozenset[str]] = {}
+    empty: frozenset[str] = frozenset()
     rows = conn.execute(
         "SELECT id, message_id, in_reply_to, refs, norm_subject, date_ts, gm_thrid, is_reply, own_fp, quote_fp,"
-        " from_addr FROM messages"
+        " from_addr FROM messages" + where[1] + " ORDER BY id"
     )
-    return [
-        ThreadInput(
+    out = []
+    for r in rows:
+        to = recips.pop(r[0], None)
+        people = sets.setdefault(frozenset(to), frozenset(to)) if to else empty
+        out.append(ThreadInput(
             id=r[0], message_id=r[1], in_reply_to=r[2], references=r[3].split() if r[3] else [],
             norm_subject=r[4], date_ts=r[5], gm_thrid=r[6], is_reply=bool(r[7]), own_fp=r[8], quote_fp=r[9],
-            from_addr=r[10], recipients=frozenset(recips.get(r[0], ())),
-        )
-        for r in rows
-    ]
+            from_addr=addrs.setdefault(r[10], r[10]), recipients=people,
+        ))
+    return out
+
+
+_THREAD_ROWS_SQL = (
+    "INSERT INTO threads(id, root, subject, gm_thrid, first_ts, last_ts, n_messages) "
+    "SELECT m.thread_id, m.thread_id, r.subject, max(m.gm_thrid), min(m.date_ts), max(m.date_ts), count(*) "
+    "FROM messages m JOIN messages r ON r.id=m.thread_id {where} GROUP BY m.thread_id"
+)
+
+
+def threads_stale(conn: sqlite3.Connection) -> bool:
+    """Messages were deleted since the threads were saved (`forget`): their threads must all be redone."""
+    return bool(conn.execute(
+        "SELECT (SELECT total(n_messages) FROM threads) != (SELECT count(*) FROM messages WHERE thread_id IS NOT NULL)"
+    ).fetchone()[0])
 
 
 def save_threads(conn: sqlite3.Connection, roots: dict[int, int]) -> int:
-    """Write the message -> thread assignment and rebuild the threads table; returns the thread count."""
+    """Write the message -> thread assignment and bring the threads table up to date; returns the thread count.
+
+    Only the messages whose thread changed are written and only the threads they left or joined are rebuilt,
+    so a weekly import touches a few rows, not the whole store.
+    """
+    changed: dict[int, int] = {}
+    touched: set[int] = set()
+    for mid, old in conn.execute("SELECT id, thread_id FROM messages"):
+        new = roots.get(mid, old)
+        if new != old:
+            changed[mid] = new
+            touched.add(new)
+            if old is not None:
+                touched.add(old)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _roots (id INTEGER PRIMARY KEY, root INTEGER)")
         conn.execute("DELETE FROM _roots")
-        conn.executemany("INSERT INTO _roots VALUES (?,?)", roots.items())
-        conn.execute(
-            "UPDATE messages SET thread_id=(SELECT root FROM _roots WHERE _roots.id=messages.id) "
-            "WHERE thread_id IS NOT (SELECT root FROM _roots WHERE _roots.id=messages.id)"
-        )
-        conn.execute("DELETE FROM threads")
-        conn.execute(
-            "INSERT INTO threads(id, root, subject, gm_thrid, first_ts, last_ts, n_messages) "
-            "SELECT m.thread_id, m.thread_id, r.subject, max(m.gm_thrid), min(m.date_ts), max(m.date_ts), count(*) "
-            "FROM messages m JOIN messages r ON r.id=m.thread_id GROUP BY m.thread_id"
-        )
+        conn.executemany("INSERT INTO _roots VALUES (?,?)", changed.items())
+        conn.execute("UPDATE messages SET thread_id=r.root FROM _roots r WHERE r.id=messages.id")
+        if len(touched) * 4 > len(roots):  # most of the store (a first import): rebuild it whole
+            conn.execute("DELETE FROM threads")
+            conn.execute(_THREAD_ROWS_SQL.format(where=""))
+        else:
+            conn.execute("DELETE FROM _roots")
+            conn.executemany("INSERT INTO _roots VALUES (?, NULL)", ((t,) for t in touched))
+            conn.execute("DELETE FROM threads WHERE id IN (SELECT id FROM _roots)")
+            conn.execute(_THREAD_ROWS_SQL.format(where="WHERE m.thread_id IN (SELECT id FROM _roots)"))
+            stale = conn.execute(  # messages were deleted (forget) from threads no message left or joined
+                "SELECT (SELECT total(n_messages) FROM threads) != (SELECT count(*) FROM messages)"
+            ).fetchone()[0]
+            if stale:
+                conn.execute("DELETE FROM threads")
+                conn.execute(_THREAD_ROWS_SQL.format(where=""))
         conn.execute("DROP TABLE _roots")
         conn.execute("COMMIT")
     except BaseException:
@@ -312,9 +360,10 @@ def save_identity(conn: sqlite3.Connection, configured: list[str], inferred: lis
         conn.execute("DELETE FROM identity")
         conn.executemany("INSERT OR IGNORE INTO identity VALUES (?, 'config')", [(a,) for a in configured])
         conn.executemany("INSERT OR IGNORE INTO identity VALUES (?, 'inferred')", [(a,) for a in inferred])
+        # only the rows whose direction changes: rewriting every row costs a full copy of the table
         conn.execute(
-            "UPDATE messages SET direction=CASE WHEN from_addr IN (SELECT addr FROM identity) "
-            "THEN 'sent' ELSE 'received' END"
+            "UPDATE messages SET direction=CASE WHEN direction='sent' THEN 'received' ELSE 'sent' END "
+            "WHERE direction != CASE WHEN from_addr IN (SELECT addr FROM identity) THEN 'sent' ELSE 'received' END"
         )
         conn.execute("COMMIT")
     except BaseException:
@@ -432,8 +481,11 @@ class ImapCursor:
     last_uid: int
 
 
-# (UID as the location, parsed message or None when unreadable, from a sent folder, Gmail's X-GM-MSGID)
-ImapItem = tuple[str, ParsedMessage | None, bool, str | None]
+# (UID as the location, parsed message or None when unreadable, from a sent folder, Gmail's X-GM-MSGID),
+# optionally followed by the content hash when a sync worker computed it
+ImapItem: TypeAlias = (
+    "tuple[str, ParsedMessage | None, bool, str | None] | tuple[str, ParsedMessage | None, bool, str | None, str]"
+)
 
 
 def load_imap_cursor(conn: sqlite3.Connection, account: str, folder: str) -> ImapCursor | None:
@@ -474,22 +526,26 @@ def save_imap_batch(
     items: Iterable[ImapItem], last_uid: int,
 ) -> BatchResult:
     """Store a batch of fetched messages AND advance the folder's cursor to `last_uid`, in ONE transaction:
-    a crash keeps both or neither, so the next run fetches exactly what is missing."""
+    a crash keeps both or neither, so the next run fetches exactly what is missing. Mail from or to a
+    forgotten (tombstoned) contact is skipped, as on import."""
     result = BatchResult()
+    forgotten = {r[0] for r in conn.execute("SELECT addr FROM tombstones")}
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for location, pm, sent_hint, gm_msgid in items:
-            if pm is None:
+        for location, pm, sent_hint, gm_msgid, *chash in items:
+            if pm is None or (forgotten and involves(pm, forgotten)):
                 result.skipped += 1
                 continue
-            _save_one(conn, source_id, location, pm, sent_hint, result)
+            _save_one(conn, source_id, location, pm, sent_hint, result, *chash)
             if gm_msgid or pm.gm_thrid or pm.gm_labels:
-                # a copy already stored (e.g. from a Takeout import) gains the ids it lacked
+                # a copy already stored (e.g. from a Takeout import) gains the ids it lacked; one that gains a
+                # Gmail thread id is threaded again by the next settle
                 conn.execute(
                     "UPDATE messages SET gm_msgid=coalesce(gm_msgid, ?), gm_thrid=coalesce(gm_thrid, ?), "
+                    "thread_id=CASE WHEN gm_thrid IS NULL AND ? IS NOT NULL THEN NULL ELSE thread_id END, "
                     "labels=CASE WHEN labels='' THEN ? ELSE labels END "
                     "WHERE id=(SELECT message FROM locations WHERE source=? AND location=?)",
-                    (gm_msgid, pm.gm_thrid, "\n".join(pm.gm_labels), source_id, location),
+                    (gm_msgid, pm.gm_thrid, pm.gm_thrid, "\n".join(pm.gm_labels), source_id, location),
                 )
         _save_imap_cursor(conn, source_id, account, folder, uidvalidity, last_uid)
         conn.execute("COMMIT")
@@ -547,6 +603,19 @@ def _match_known(conn: sqlite3.Connection, pm: ParsedMessage, size: int) -> int 
 
 def load_known_uids(conn: sqlite3.Connection, source_id: int) -> set[int]:
     return {int(r[0]) for r in conn.execute("SELECT location FROM locations WHERE source=?", (source_id,))}
+
+
+def load_thread_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM threads").fetchone()[0]
+
+
+def load_thread_keys(conn: sqlite3.Connection) -> list[tuple]:
+    """What ties messages together in threads, without their text: (id, Message-ID, In-Reply-To, References,
+    normalised subject, has a date, Gmail thread id, current thread) of every message."""
+    return conn.execute(
+        "SELECT id, message_id, in_reply_to, refs, norm_subject, date_ts IS NOT NULL, gm_thrid, thread_id "
+        "FROM messages"
+    ).fetchall()
 
 
 def has_unthreaded(conn: sqlite3.Connection) -> bool:

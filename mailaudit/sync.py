@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mailaudit import store
+from mailaudit.addresses import normalise_address
 from mailaudit.config import AccountConfig, Config, ParseConfig
 from mailaudit.errors import ConfigError, MailauditError, SourceUnavailableError
 from mailaudit.imap_sync import (
@@ -26,9 +28,12 @@ from mailaudit.imap_sync import (
     plan_folders,
     uid_batches,
 )
-from mailaudit.parse import ParsedMessage, parse_message
 from mailaudit.progress import Progress, SilentProgress
 from mailaudit.secrets import fetch_access_token, fetch_password
+from mailaudit.threads import build_threads
+
+if TYPE_CHECKING:  # parsing is imported when there is mail to parse: a no-change sync starts faster without it
+    from mailaudit.parse import ParsedMessage
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +90,63 @@ def sync_accounts(
     changed = summary.total("new") or summary.total("relinked") or summary.total("duplicates")
     # an earlier run killed after storing a batch left messages unthreaded: settle them now
     if changed or store.has_unthreaded(conn):
-        from mailaudit.ingest import ImportSummary, settle  # only when there is something to settle
-
-        done = ImportSummary()
-        settle(conn, cfg, done)
-        summary.threads, summary.me = done.threads, done.me
+        settle_sync(conn, cfg, summary)
     if summary.failures and len(summary.failures) == len(accounts):
         for exc in summary.failures[1:]:  # the first becomes the error line; the others must not be lost
             log.error("%s", exc)
         raise summary.failures[0]
     return summary
+
+
+def settle_sync(conn: sqlite3.Connection, cfg: Config, summary: SyncSummary) -> None:
+    """Who the owner is (config, else inferred), then threads: only the messages that new mail can move are
+    threaded again (see affected_messages), which gives what threading the whole store would."""
+    configured = sorted({normalise_address(a) for a in cfg.identity.addresses})
+    inferred = [] if configured else store.infer_identity(conn)
+    store.save_identity(conn, configured, inferred)
+    summary.me = configured or inferred
+    keys = store.load_thread_keys(conn)
+    ids = affected_messages(keys)
+    if ids is None or ids:
+        roots = build_threads(store.load_thread_inputs(conn, ids), cfg.threads.subject_window_days)
+        if ids is not None:  # the others keep their thread
+            roots = {**{k[0]: k[7] for k in keys}, **roots}
+        store.save_threads(conn, roots)
+    summary.threads = store.load_thread_count(conn)
+
+
+def affected_messages(keys: list[tuple]) -> set[int] | None:
+    """The messages whose thread may change now that the unthreaded ones arrived (thread None in `keys`, as
+    store.load_thread_keys gives them), or None when that is most of the store.
+
+    Threading is a union of links: Message-ID and references, Gmail thread id, and the subject group in which
+    a reply without a known parent finds one. The unthreaded messages, the stored ones they share an id or a
+    reference or a Gmail thread with, and then every thread and subject group any of these is in,
+    transitively, hold every link that can change: threading just them gives the whole store's answer.
+    (A stored thread already holds all stored messages that share its references or Gmail ids.)
+    """
+    frontier = [k for k in keys if k[7] is None]
+    if len(frontier) * 2 > len(keys):  # a first sync
+        return None
+    if not frontier:
+        return set()
+    found = {k[0] for k in frontier}
+    refs = {x for k in frontier for x in (k[1], k[2], *(k[3].split() if k[3] else ())) if x}
+    gms = {k[6] for k in frontier if k[6]}
+    frontier += [k for k in keys if k[0] not in found and (
+        k[1] in refs or k[2] in refs or k[6] in gms or (k[3] and not refs.isdisjoint(k[3].split())))]
+    subjects: set[str] = set()
+    threads: set[int] = set()
+    while frontier:
+        found.update(k[0] for k in frontier)
+        if len(found) * 2 > len(keys):
+            return None
+        new_subjects = {k[4] for k in frontier if k[4] and k[5]} - subjects
+        new_threads = {k[7] for k in frontier if k[7] is not None} - threads
+        subjects |= new_subjects
+        threads |= new_threads
+        frontier = [k for k in keys if k[0] not in found and ((k[5] and k[4] in new_subjects) or k[7] in new_threads)]
+    return found
 
 
 def _select(cfg: Config, names: list[str] | None) -> list[AccountConfig]:
@@ -210,13 +262,14 @@ def _fetch_and_save(
     pending: tuple[list[int], list[ImapMessage], Future] | None = None
 
     def commit(batch: list[int], msgs: list[ImapMessage], parsed: Future, final: bool) -> None:
-        pms = parsed.result()
         items: list[store.ImapItem] = []
-        for m, pm in zip(msgs, pms, strict=True):
+        for m, (pm, chash) in zip(msgs, parsed.result(), strict=True):
             if m.spam_or_trash:
                 items.append((str(m.uid), None, False, None))
-                continue
-            items.append((str(m.uid), pm, plan.sent or m.sent, m.gm_msgid))
+            elif chash:
+                items.append((str(m.uid), pm, plan.sent or m.sent, m.gm_msgid, chash))
+            else:
+                items.append((str(m.uid), pm, plan.sent or m.sent, m.gm_msgid))
         top = max(batch[-1], status.uidnext - 1) if final else batch[-1]
         res = store.save_imap_batch(conn, source_id, account, plan.name, status.uidvalidity, items, top)
         fs.fetched += len(msgs)
@@ -247,6 +300,8 @@ def _relink(
     uidvalidity: int, fs: FolderSummary,
 ) -> int:
     """UIDVALIDITY changed: list the folder again, fetch only a few header fields, link what we know."""
+    from mailaudit.parse import parse_message
+
     log.warning("account '%s': %s has a new UIDVALIDITY; re-linking known messages by Message-ID",
                 imap.account.name, plan.name)
     entries: list[tuple[str, ParsedMessage, int]] = []
@@ -261,22 +316,10 @@ def _relink(
     return cursor.last_uid if cursor else 0
 
 
-@dataclass(slots=True)
-class _Hashed(ParsedMessage):
-    """A ParsedMessage whose content hash was computed where it was parsed (a worker), not in the writer."""
-
-    chash: str = ""
-
-    def content_hash(self) -> str:
-        return self.chash or ParsedMessage.content_hash(self)
-
-
-def _hashed(pm: ParsedMessage) -> _Hashed:
-    return _Hashed(**{f.name: getattr(pm, f.name) for f in fields(ParsedMessage)}, chash=pm.content_hash())
-
-
-def parse_fetched(msgs: list[ImapMessage], cfg: ParseConfig, hashed: bool = False) -> list[ParsedMessage]:
+def parse_fetched(msgs: list[ImapMessage], cfg: ParseConfig) -> list[ParsedMessage]:
     """Fetched (possibly truncated) messages -> ParsedMessage, with the server's size, date and Gmail ids."""
+    from mailaudit.parse import parse_message
+
     out: list[ParsedMessage] = []
     for m in msgs:
         pm = parse_message(m.data, cfg, envelope_ts=m.internal_ts)
@@ -291,8 +334,13 @@ def parse_fetched(msgs: list[ImapMessage], cfg: ParseConfig, hashed: bool = Fals
             pm.gm_thrid = m.gm_thrid
         if m.gm_labels:
             pm.gm_labels = list(m.gm_labels)
-        out.append(_hashed(pm) if hashed else pm)
+        out.append(pm)
     return out
+
+
+def _parse_hashed(msgs: list[ImapMessage], cfg: ParseConfig) -> list[tuple[ParsedMessage, str]]:
+    """In a worker: parse, and hash there too, which takes that off the writer's thread."""
+    return [(pm, pm.content_hash()) for pm in parse_fetched(msgs, cfg)]
 
 
 def _init_worker() -> None:
@@ -321,12 +369,13 @@ class _Parsers:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
 
     def submit(self, msgs: list[ImapMessage]) -> Future:
+        """A future of [(parsed message, its content hash, or None when the writer is to compute it)]."""
         if self.pool is None or len(msgs) < 50:
             done: Future = Future()
-            done.set_result(parse_fetched(msgs, self.cfg))
+            done.set_result([(pm, None) for pm in parse_fetched(msgs, self.cfg)])
             return done
         step = -(-len(msgs) // self.workers)
-        parts = [self.pool.submit(parse_fetched, msgs[i:i + step], self.cfg, True) for i in range(0, len(msgs), step)]
+        parts = [self.pool.submit(_parse_hashed, msgs[i:i + step], self.cfg) for i in range(0, len(msgs), step)]
         return _Joined(parts)
 
     def close(self) -> None:
@@ -342,5 +391,5 @@ class _Joined(Future):
         super().__init__()
         self.parts = parts
 
-    def result(self, timeout: float | None = None) -> list[ParsedMessage]:  # type: ignore[override]
+    def result(self, timeout: float | None = None) -> list[tuple[ParsedMessage, str]]:  # type: ignore[override]
         return [pm for part in self.parts for pm in part.result(timeout)]

@@ -1,9 +1,10 @@
-"""Crashes and faults: kill -9 the importer at random points, a full disk, two writers at once."""
+"""Crashes and faults: kill -9 the importer and the IMAP syncer at random points, a full disk, two writers at once."""
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -15,9 +16,11 @@ import pytest
 
 from mailaudit.config import Config, ImportConfig
 from mailaudit.ingest import import_paths
-from mailaudit.store import open_store
+from mailaudit.store import load_thread_inputs, open_store
+from mailaudit.threads import build_threads
 
 from conftest import run_cli
+from dovecot import Dovecot, dovecot  # noqa: F401 - the fixture
 from mailgen import msg, rfc_date, write_mbox
 
 KILLS = 20
@@ -79,6 +82,99 @@ def test_kill_9_importer_on_a_generated_mailbox(tmp_path):
     paths = [write_mbox(tmp_path / "big.mbox", raws)]
     clean, took = _clean(tmp_path, paths)
     assert _kill_and_resume(tmp_path, paths, clean, took, 5) == 5
+
+
+def _sync_snapshot(db: Path) -> tuple:
+    """snapshot() plus what only a sync keeps: each folder's UIDs and cursor."""
+    c = sqlite3.connect(db)
+    sql = "SELECT l.location, m.content_hash FROM locations l JOIN messages m ON m.id=l.message"
+    uids = frozenset(c.execute(sql))
+    cursors = frozenset(c.execute("SELECT folder, uidvalidity, last_uid FROM imap_folders"))
+    unthreaded = c.execute("SELECT count(*) FROM messages WHERE thread_id IS NULL").fetchone()[0]
+    c.close()
+    return snapshot(db), uids, cursors, unthreaded
+
+
+def _mailbox(d: Dovecot, later: bool) -> None:
+    """500 messages in threads of six (References and In-Reply-To, or a subject only), some in both INBOX and
+    Sent. `later`: the two thirds of them (replies into those threads) that arrive after a first sync."""
+    me = "Pat Morgan <pat@example.com>"
+    inbox, sent = [], []
+    for i in range(500):
+        if (i % 3 != 0) != later:
+            continue
+        person = f"Person {i % 23} <p{i % 23}@example.org>"
+        group = [f"<c{j}@x>" for j in range(i - i % 6, i)]
+        extra = {"In-Reply-To": group[-1], "References": " ".join(group[-3:])} if group and i % 4 != 3 else {}
+        raw = msg(frm=me if i % 5 == 0 else person, to=person if i % 5 == 0 else me, subject=f"Re: plan {i // 6}",
+                  body=f"Message {i} about plan {i // 6}.\n", message_id=f"<c{i}@x>", extra=extra,
+                  date=rfc_date(2026, 1 + i // 200, 1 + i % 28, i % 24))
+        (sent if i % 5 == 0 else inbox).append(raw)
+        if i % 37 == 0:  # in both folders: stored once
+            (inbox if i % 5 == 0 else sent).append(raw)
+    d.deliver("INBOX", inbox)
+    d.deliver("Sent", sent, seen=True)
+
+
+def test_kill_9_syncer_at_20_points(dovecot, tmp_path):  # noqa: F811
+    """A first sync, then new mail that joins its threads; the second sync is killed at 20 points and run
+    again. Each store must equal the one an uninterrupted second sync gives (threaded only where new mail
+    can change threads), and that one the store threaded whole."""
+    cfgfile = tmp_path / "config.toml"
+    cfgfile.write_text("[sync]\nbatch_size = 10\n\n" + dovecot.toml())
+    cfgfile.chmod(0o600)
+    args = ["--quiet", "--config", str(cfgfile)]
+    _mailbox(dovecot, later=False)
+    first = tmp_path / "first.db"
+    assert run_cli(*args, "--db", str(first), "sync").returncode == 0
+    _mailbox(dovecot, later=True)
+    shutil.copy(first, tmp_path / "clean.db")
+    proc, started = _sync(args, tmp_path / "clean.db")
+    assert proc.wait(120) == 0, proc.stderr.read()
+    took = time.perf_counter() - started
+    clean = _sync_snapshot(tmp_path / "clean.db")
+    assert clean[3] == 0 and len(clean[0][0]) == 500
+    conn = open_store(tmp_path / "clean.db")
+    whole = build_threads(load_thread_inputs(conn), Config().threads.subject_window_days)
+    assert whole == dict(conn.execute("SELECT id, thread_id FROM messages"))
+    conn.close()
+    before = sqlite3.connect(first).execute("SELECT count(*) FROM messages").fetchone()[0]
+    rng = random.Random(20261123)
+    stages: list[str] = []
+    for i in range(KILLS):
+        db = tmp_path / f"s{i}.db"
+        shutil.copy(first, db)
+        proc, _ = _sync(args, db)
+        time.sleep(rng.uniform(0, 0.6 * took))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stages.append(_stage(db, before))
+        res = run_cli(*args, "--db", str(db), "sync")
+        assert res.returncode == 0, res.stderr
+        assert _sync_snapshot(db) == clean, f"kill {i} ({stages[-1]}) left a different store"
+    assert len(stages) == KILLS
+    assert stages.count("mid-sync") >= 5, stages  # a good share of the kills land while batches are stored
+
+
+def _sync(args: list[str], db: Path) -> tuple[subprocess.Popen, float]:
+    """Start `mailaudit sync`; return once it has opened the store (SQLite makes its -wal file), or ended, with
+    that moment: Python's start-up is not worth killing."""
+    proc = subprocess.Popen([sys.executable, "-m", "mailaudit", *args, "--db", str(db), "sync"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wal = Path(f"{db}-wal")
+    deadline = time.monotonic() + 60
+    while not wal.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return proc, time.perf_counter()
+
+
+def _stage(db: Path, before: int) -> str:
+    """Where a kill landed: before a new message was stored, while batches were stored or settled, or after."""
+    c = sqlite3.connect(db)
+    stored = c.execute("SELECT count(*) FROM messages").fetchone()[0]
+    unthreaded = c.execute("SELECT count(*) FROM messages WHERE thread_id IS NULL").fetchone()[0]
+    c.close()
+    return "start" if stored == before else "mid-sync" if unthreaded else "done"
 
 
 def test_disk_full_is_one_line_and_the_store_stays_consistent(tmp_path):

@@ -717,3 +717,61 @@ def test_sync_path_imports_no_pandas_or_sklearn():
                          capture_output=True, text=True, check=True)
     modules = {ln.split("|")[-1].strip().split(".")[0] for ln in res.stderr.splitlines() if "|" in ln}
     assert not modules & {"pandas", "sklearn", "skops", "numpy", "jinja2"}
+
+
+def test_settling_only_affected_messages_threads_like_the_whole_store():
+    """affected_messages: threading only what new mail can move gives what threading everything gives, over
+    random mail with shared and missing references, Gmail thread ids and subject-only replies."""
+    import random
+
+    from mailaudit.sync import affected_messages
+    from mailaudit.threads import ThreadInput, build_threads
+
+    checked = 0
+    gms = (None,) * 12 + ("g1", "g2")
+    for seed in range(60):
+        rng = random.Random(seed)
+        n = rng.randrange(20, 200)
+        items = []
+        for i in range(n):
+            refs = [rng.choice((f"m{max(0, i - rng.randrange(1, 6))}", f"x{rng.randrange(n)}"))
+                    for _ in range(rng.choice((0, 0, 1, 2)))]
+            items.append(ThreadInput(
+                id=i + 1, message_id=f"m{i}" if rng.random() < 0.95 else f"m{rng.randrange(n)}",
+                in_reply_to=refs[-1] if refs else None, references=refs, norm_subject=f"s{rng.randrange(n // 2)}",
+                date_ts=rng.choice((None, 10**9 + rng.randrange(10**7))), gm_thrid=rng.choice(gms),
+                is_reply=rng.random() < 0.6, own_fp="", quote_fp="", from_addr=f"a{rng.randrange(5)}"))
+        new = set(rng.sample(range(1, n + 1), rng.randrange(1, n // 8)))
+        old_roots = build_threads([it for it in items if it.id not in new], 30)
+        keys = [(it.id, it.message_id, it.in_reply_to, " ".join(it.references), it.norm_subject,
+                 it.date_ts is not None, it.gm_thrid, old_roots.get(it.id)) for it in items]
+        whole = build_threads(items, 30)
+        ids = affected_messages(keys)
+        if ids is None:
+            continue
+        part = build_threads([it for it in items if it.id in ids], 30)
+        assert {**old_roots, **part} == whole, seed
+        checked += 1
+    assert checked >= 20
+
+
+def test_sync_keeps_forgotten_contacts_out(dovecot, tmp_path, conn):  # noqa: F811
+    from mailaudit.tombstones import forget_contact
+
+    dovecot.deliver("INBOX", received(5))
+    cfg = config(dovecot, tmp_path)
+    sync_accounts(conn, cfg)
+    forget_contact(conn, "p1@example.org")
+    assert q(conn, "SELECT count(*) FROM messages WHERE from_addr='p1@example.org'") == 0
+    dovecot.deliver("INBOX", received(40, start=5))
+    s = sync_accounts(conn, cfg)
+    assert q(conn, "SELECT count(*) FROM messages WHERE from_addr='p1@example.org'") == 0
+    assert s.total("skipped") == 1 and s.total("new") == 39  # Person 1 wrote number 38 of the 40
+
+
+def test_no_change_sync_path_imports_no_parser():
+    """A sync that finds nothing new never parses: the email parser, zoning and html2text stay unloaded."""
+    res = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mailaudit.cli, mailaudit.sync"],
+                         capture_output=True, text=True, check=True)
+    modules = {ln.split("|")[-1].strip() for ln in res.stderr.splitlines() if "|" in ln}
+    assert not modules & {"mailaudit.parse", "mailaudit.zoning", "html2text", "mailaudit.ingest"}
