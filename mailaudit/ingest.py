@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mailaudit import store
-from mailaudit.addresses import normalise_address
 from mailaudit.archive import RawMessage, Source, discover_sources, iter_source, source_signature
 from mailaudit.config import Config
 from mailaudit.parse import ParsedMessage, parse_message
 from mailaudit.progress import Progress, SilentProgress
-from mailaudit.threads import build_threads
+from mailaudit.settle import settle as settle_store
 
 log = logging.getLogger(__name__)
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
@@ -115,15 +114,11 @@ def _run(
 
 
 def settle(conn: sqlite3.Connection, cfg: Config, summary: ImportSummary | None = None) -> None:
-    """Recompute who the owner is (config, else inferred) and the threads, after new mail arrived."""
-    configured = sorted({normalise_address(a) for a in cfg.identity.addresses})
-    inferred = [] if configured else store.infer_identity(conn)
-    store.save_identity(conn, configured, inferred)
-    roots = build_threads(store.load_thread_inputs(conn), cfg.threads.subject_window_days)
-    threads = store.save_threads(conn, roots)
+    """Owner and threads after new mail (mailaudit.settle), recorded in the import's summary."""
+    done = settle_store(conn, cfg)
     if summary is not None:
-        summary.threads = threads
-        summary.me = configured or inferred
+        summary.threads = done.threads
+        summary.me = done.me
 
 
 def _size(src: Source) -> int:
@@ -155,8 +150,10 @@ def _save(
 def _parse_batch(
     job: tuple[int, list[RawMessage], Config],
 ) -> tuple[int, list[RawMessage], list[ParsedMessage | None]]:
+    """Parse a batch; the raw bytes are not sent back (the caller needs only locations and offsets)."""
     index, batch, cfg = job
-    return index, batch, [_parse(raw, cfg) for raw in batch]
+    results = [_parse(raw, cfg) for raw in batch]
+    return index, [RawMessage(b"", raw.location, raw.end_offset) for raw in batch], results
 
 
 def _ignore_sigint() -> None:

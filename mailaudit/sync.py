@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailaudit import store
-from mailaudit.addresses import normalise_address
 from mailaudit.config import AccountConfig, Config, ParseConfig
 from mailaudit.errors import ConfigError, MailauditError, SourceUnavailableError
 from mailaudit.imap_sync import (
@@ -30,7 +29,7 @@ from mailaudit.imap_sync import (
 )
 from mailaudit.progress import Progress, SilentProgress
 from mailaudit.secrets import fetch_access_token, fetch_password
-from mailaudit.threads import build_threads
+from mailaudit.settle import settle
 
 if TYPE_CHECKING:  # parsing is imported when there is mail to parse: a no-change sync starts faster without it
     from mailaudit.parse import ParsedMessage
@@ -90,63 +89,13 @@ def sync_accounts(
     changed = summary.total("new") or summary.total("relinked") or summary.total("duplicates")
     # an earlier run killed after storing a batch left messages unthreaded: settle them now
     if changed or store.has_unthreaded(conn):
-        settle_sync(conn, cfg, summary)
+        done = settle(conn, cfg)
+        summary.me, summary.threads = done.me, done.threads
     if summary.failures and len(summary.failures) == len(accounts):
         for exc in summary.failures[1:]:  # the first becomes the error line; the others must not be lost
             log.error("%s", exc)
         raise summary.failures[0]
     return summary
-
-
-def settle_sync(conn: sqlite3.Connection, cfg: Config, summary: SyncSummary) -> None:
-    """Who the owner is (config, else inferred), then threads: only the messages that new mail can move are
-    threaded again (see affected_messages), which gives what threading the whole store would."""
-    configured = sorted({normalise_address(a) for a in cfg.identity.addresses})
-    inferred = [] if configured else store.infer_identity(conn)
-    store.save_identity(conn, configured, inferred)
-    summary.me = configured or inferred
-    keys = store.load_thread_keys(conn)
-    ids = affected_messages(keys)
-    if ids is None or ids:
-        roots = build_threads(store.load_thread_inputs(conn, ids), cfg.threads.subject_window_days)
-        if ids is not None:  # the others keep their thread
-            roots = {**{k[0]: k[7] for k in keys}, **roots}
-        store.save_threads(conn, roots)
-    summary.threads = store.load_thread_count(conn)
-
-
-def affected_messages(keys: list[tuple]) -> set[int] | None:
-    """The messages whose thread may change now that the unthreaded ones arrived (thread None in `keys`, as
-    store.load_thread_keys gives them), or None when that is most of the store.
-
-    Threading is a union of links: Message-ID and references, Gmail thread id, and the subject group in which
-    a reply without a known parent finds one. The unthreaded messages, the stored ones they share an id or a
-    reference or a Gmail thread with, and then every thread and subject group any of these is in,
-    transitively, hold every link that can change: threading just them gives the whole store's answer.
-    (A stored thread already holds all stored messages that share its references or Gmail ids.)
-    """
-    frontier = [k for k in keys if k[7] is None]
-    if len(frontier) * 2 > len(keys):  # a first sync
-        return None
-    if not frontier:
-        return set()
-    found = {k[0] for k in frontier}
-    refs = {x for k in frontier for x in (k[1], k[2], *(k[3].split() if k[3] else ())) if x}
-    gms = {k[6] for k in frontier if k[6]}
-    frontier += [k for k in keys if k[0] not in found and (
-        k[1] in refs or k[2] in refs or k[6] in gms or (k[3] and not refs.isdisjoint(k[3].split())))]
-    subjects: set[str] = set()
-    threads: set[int] = set()
-    while frontier:
-        found.update(k[0] for k in frontier)
-        if len(found) * 2 > len(keys):
-            return None
-        new_subjects = {k[4] for k in frontier if k[4] and k[5]} - subjects
-        new_threads = {k[7] for k in frontier if k[7] is not None} - threads
-        subjects |= new_subjects
-        threads |= new_threads
-        frontier = [k for k in keys if k[0] not in found and ((k[5] and k[4] in new_subjects) or k[7] in new_threads)]
-    return found
 
 
 def _select(cfg: Config, names: list[str] | None) -> list[AccountConfig]:

@@ -129,3 +129,41 @@ def _roots(items: list[ThreadInput], uf: _UnionFind) -> dict[int, int]:
         for m in members:
             out[m.id] = root
     return out
+
+
+# (id, Message-ID, In-Reply-To, References, normalised subject, has a date, Gmail thread id, current thread)
+ThreadKey = tuple[int, str | None, str | None, str, str, bool, str | None, int | None]
+
+
+def affected_messages(keys: list[ThreadKey]) -> set[int] | None:
+    """The messages whose thread may change now that the unthreaded ones (thread None) arrived, or None when
+    that is most of the store (thread everything then).
+
+    Threading is a union of links: Message-ID and references, Gmail thread id, and the subject group in which
+    a reply without a known parent finds one. The unthreaded messages, the stored ones they share an id, a
+    reference or a Gmail thread with, and then every thread and subject group any of these is in,
+    transitively, hold every link that can change: threading just them gives the whole store's answer.
+    (A stored thread already holds all stored messages that share its references or Gmail ids.)
+    """
+    frontier = [k for k in keys if k[7] is None]
+    if len(frontier) * 2 > len(keys):
+        return None
+    if not frontier:
+        return set()
+    found = {k[0] for k in frontier}
+    refs = {x for k in frontier for x in (k[1], k[2], *(k[3].split() if k[3] else ())) if x}
+    gms = {k[6] for k in frontier if k[6]}
+    frontier += [k for k in keys if k[0] not in found and (
+        k[1] in refs or k[2] in refs or k[6] in gms or (k[3] and not refs.isdisjoint(k[3].split())))]
+    subjects: set[str] = set()
+    threads: set[int] = set()
+    while frontier:
+        found.update(k[0] for k in frontier)
+        if len(found) * 2 > len(keys):
+            return None
+        new_subjects = {k[4] for k in frontier if k[4] and k[5]} - subjects
+        new_threads = {k[7] for k in frontier if k[7] is not None} - threads
+        subjects |= new_subjects
+        threads |= new_threads
+        frontier = [k for k in keys if k[0] not in found and ((k[5] and k[4] in new_subjects) or k[7] in new_threads)]
+    return found

@@ -724,8 +724,7 @@ def test_settling_only_affected_messages_threads_like_the_whole_store():
     random mail with shared and missing references, Gmail thread ids and subject-only replies."""
     import random
 
-    from mailaudit.sync import affected_messages
-    from mailaudit.threads import ThreadInput, build_threads
+    from mailaudit.threads import ThreadInput, affected_messages, build_threads
 
     checked = 0
     gms = (None,) * 12 + ("g1", "g2")
