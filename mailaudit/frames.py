@@ -7,12 +7,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mailaudit.addresses import normalise_address
 from mailaudit.config import data_dir
-from mailaudit.store import ACTS, load_effective_acts, load_identity
+from mailaudit.store import ACTS, load_identity
 
 # One row per stored message with a Date; acts are the user's label where there is one, else the model's.
 MESSAGE_COLUMNS: dict[str, str] = {
@@ -26,6 +25,11 @@ MESSAGE_COLUMNS: dict[str, str] = {
     **{act: "bool" for act in ACTS},
 }
 RECIPIENT_COLUMNS: dict[str, str] = {"message": "int64", "addr": "object", "kind": "object"}
+
+
+# each act as a 0/1 column, from the user's label where there is one, else the model's prediction
+# (store.load_effective_acts, done in SQL: no per-message Python objects)
+_ACTS_SQL = ", ".join(f"instr(';' || coalesce(l.acts, p.acts, '') || ';', ';{a};') > 0 AS {a}" for a in ACTS)
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,9 @@ def load_frames(
     `card_dirs` are where to find the model card (default: model_card_dirs()).
     """
     raw = pd.read_sql_query(
-        "SELECT id, message_id, thread_id, date_ts AS ts, from_addr, is_reply, bulk FROM messages"
-        " WHERE date_ts IS NOT NULL ORDER BY id",
+        "SELECT m.id, m.message_id, m.thread_id, m.date_ts AS ts, m.from_addr, m.is_reply, m.bulk, " + _ACTS_SQL +
+        " FROM messages m LEFT JOIN labels l ON l.message = m.id LEFT JOIN predictions p ON p.message = m.id"
+        " WHERE m.date_ts IS NOT NULL ORDER BY m.id",
         conn,
         dtype={"message_id": "object", "from_addr": "object", "bulk": "object"},
     )
@@ -67,7 +72,6 @@ def load_frames(
     raw["is_reply"] = raw["is_reply"].astype(bool)
     raw["bulk"] = raw["bulk"].fillna("").astype(str) != ""
     raw["from_addr"] = raw["from_addr"].fillna("")
-    _add_acts(raw, load_effective_acts(conn))
     recipients = pd.read_sql_query(
         "SELECT message, addr, kind FROM recipients", conn, dtype={"addr": "object", "kind": "object"}
     )
@@ -80,17 +84,6 @@ def load_frames(
         me=tuple(sorted(a for a in me if a)),
         model=load_model_info(conn, card_dirs),
     )
-
-
-def _add_acts(df: pd.DataFrame, acts: dict[int, list[str]]) -> None:
-    index = pd.Index(df["id"])
-    for act in ACTS:
-        flags = np.zeros(len(df), dtype=bool)
-        ids = [mid for mid, names in acts.items() if act in names]
-        if ids:
-            pos = index.get_indexer(ids)
-            flags[pos[pos >= 0]] = True
-        df[act] = flags
 
 
 def model_card_dirs() -> list[Path]:

@@ -143,8 +143,15 @@ CREATE TABLE tombstones (
 ) WITHOUT ROWID;
 """
 
+M004_COUNTS_INDEX = """
+-- the report's store counts (dated, bulk, defects) from this index instead of reading every message past
+-- its body: 9 s -> 0.4 s at 1,000,000 messages (bench/e2e.py)
+CREATE INDEX messages_counts ON messages(date_ts, bulk, defects);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_acts_sync_reports", M002_ACTS_SYNC_REPORTS),
     ("m003_tombstones", M003_TOMBSTONES),
+    ("m004_counts_index", M004_COUNTS_INDEX),
 ]
