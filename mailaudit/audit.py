@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -63,14 +66,26 @@ def run_audit(conn: sqlite3.Connection, cfg: Config, opts: RunOptions, progress:
     if opts.imports:
         from mailaudit.ingest import import_paths
 
-        summary.new_messages += import_paths(conn, list(opts.imports), cfg, progress).new
+        with _stage("import"):
+            summary.new_messages += import_paths(conn, list(opts.imports), cfg, progress).new
     if opts.sync and cfg.accounts:
-        _sync(conn, cfg, opts, progress, summary)
-    _classify(conn, opts, progress, summary)
+        with _stage("sync"):
+            _sync(conn, cfg, opts, progress, summary)
+    with _stage("classify"):
+        _classify(conn, opts, progress, summary)
     rel = _report(conn, cfg, opts, summary)
     if opts.deliver and cfg.report_email.to:
         _deliver(rel, cfg, summary)
     return summary
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """One DEBUG line per stage with its wall time (bench/e2e.py reads these from `-vv`)."""
+    start = time.perf_counter()
+    log.debug("stage %s: started", name)
+    yield
+    log.debug("stage %s: done in %.2f s", name, time.perf_counter() - start)
 
 
 def _sync(conn: sqlite3.Connection, cfg: Config, opts: RunOptions, progress: Progress, summary: RunSummary) -> None:
@@ -98,10 +113,12 @@ def _report(conn: sqlite3.Connection, cfg: Config, opts: RunOptions, summary: Ru
     from mailaudit.relations import as_of_from_date, status_counts
     from mailaudit.report import audit_report, write_report_set
 
-    page = audit_report(conn, cfg, as_of_from_date(opts.as_of))
+    with _stage("audit"):
+        page = audit_report(conn, cfg, as_of_from_date(opts.as_of))
     summary.counts = status_counts(page.rel)
     summary.contacts = sum(summary.counts.values())
-    files = write_report_set(page, opts.report_dir or Path(cfg.report.dir).expanduser())
+    with _stage("write"):
+        files = write_report_set(page, opts.report_dir or Path(cfg.report.dir).expanduser())
     summary.reports = [files.html, files.latest, files.json, files.csv]
     return page.rel
 
