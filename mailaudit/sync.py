@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mailaudit import store
+from mailaudit import store, syncstore
 from mailaudit.config import AccountConfig, Config, ParseConfig
 from mailaudit.errors import ConfigError, MailauditError, SourceUnavailableError
 from mailaudit.imap_sync import (
@@ -165,7 +165,7 @@ def _sync_folder(
     fs = FolderSummary(account, plan.name)
     src = store.save_source(conn, f"imap:{account}/{plan.name}", "imap", f"imap://{account}/{plan.name}",
                             plan.name, plan.sent, None, None)
-    cursor = store.load_imap_cursor(conn, account, plan.name)
+    cursor = syncstore.load_imap_cursor(conn, account, plan.name)
     status = imap.folder_status(plan.name)
     if cursor and cursor.uidvalidity == status.uidvalidity and status.uidnext - 1 <= cursor.last_uid:
         fs.unchanged = True  # one STATUS round trip, and the folder is never selected
@@ -174,9 +174,9 @@ def _sync_folder(
     known: set[int] = set()
     if cursor and cursor.uidvalidity is not None and cursor.uidvalidity != status.uidvalidity:
         last_uid = _relink(conn, cfg, imap, plan, src.id, status.uidnext, status.uidvalidity, fs)
-        known = store.load_known_uids(conn, src.id)
+        known = syncstore.load_known_uids(conn, src.id)
     elif cursor and cursor.uidvalidity == status.uidvalidity:
-        known = store.load_known_uids(conn, src.id) if last_uid < _max_known(conn, src.id) else set()
+        known = syncstore.load_known_uids(conn, src.id) if last_uid < _max_known(conn, src.id) else set()
     since = imap.account.since_ts(time.time())  # the horizon holds on every run, not only the first
     uids = [u for u in imap.search_uids(plan.name, last_uid, since) if u not in known]
     label = f"{account}/{plan.name}"
@@ -204,14 +204,14 @@ def _fetch_and_save(
     account = imap.account.name
     batches = uid_batches(uids, cfg.sync.batch_size)
     if not batches:
-        store.save_imap_cursor(conn, source_id, account, plan.name, status.uidvalidity, status.uidnext - 1)
+        syncstore.save_imap_cursor(conn, source_id, account, plan.name, status.uidvalidity, status.uidnext - 1)
         return
     if len(uids) >= POOL_MIN_MESSAGES:
         parsers.start()
     pending: tuple[list[int], list[ImapMessage], Future] | None = None
 
     def commit(batch: list[int], msgs: list[ImapMessage], parsed: Future, final: bool) -> None:
-        items: list[store.ImapItem] = []
+        items: list[syncstore.ImapItem] = []
         for m, (pm, chash) in zip(msgs, parsed.result(), strict=True):
             if m.spam_or_trash:
                 items.append((str(m.uid), None, False, None))
@@ -220,7 +220,7 @@ def _fetch_and_save(
             else:
                 items.append((str(m.uid), pm, plan.sent or m.sent, m.gm_msgid))
         top = max(batch[-1], status.uidnext - 1) if final else batch[-1]
-        res = store.save_imap_batch(conn, source_id, account, plan.name, status.uidvalidity, items, top)
+        res = syncstore.save_imap_batch(conn, source_id, account, plan.name, status.uidvalidity, items, top)
         fs.fetched += len(msgs)
         fs.new += res.new
         fs.duplicates += res.duplicates
@@ -258,10 +258,10 @@ def _relink(
         for h in imap.fetch_headers(plan.name, batch):
             pm = parse_message(h.data + b"\r\n", cfg.parse, envelope_ts=h.internal_ts)
             entries.append((str(h.uid), pm, h.size))
-    unknown = store.save_imap_relink(conn, source_id, imap.account.name, plan.name, uidvalidity, entries,
+    unknown = syncstore.save_imap_relink(conn, source_id, imap.account.name, plan.name, uidvalidity, entries,
                                      plan.sent, uidnext)
     fs.relinked = len(entries) - len(unknown)
-    cursor = store.load_imap_cursor(conn, imap.account.name, plan.name)
+    cursor = syncstore.load_imap_cursor(conn, imap.account.name, plan.name)
     return cursor.last_uid if cursor else 0
 
 

@@ -16,8 +16,9 @@ from imapclient.response_parser import parse_fetch_response
 from mailaudit.config import ParseConfig
 from mailaudit.imap_sync import GMAIL_EXT, MissingFolders, gmail_labels, message_from_fetch, plan_folders
 from mailaudit.ingest import import_paths, settle
-from mailaudit.store import save_imap_batch, save_source
+from mailaudit.store import save_source
 from mailaudit.sync import parse_fetched
+from mailaudit.syncstore import save_imap_batch
 
 from mailgen import write_mbox
 
