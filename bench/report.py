@@ -56,19 +56,18 @@ def main() -> int:
             page = audit_report(conn, cfg, AS_OF)
             t_audit = time.perf_counter() - t0
         t0 = time.perf_counter()
-        html = render_report(page.rel, page.inputs)
-        t_render = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        files = write_report_set(page, Path(tmp) / "reports")
+        files = write_report_set(page, Path(tmp) / "reports")  # renders the page once, then writes all four
         t_write = time.perf_counter() - t0
         size_mb = files.html.stat().st_size / 1e6
+        t0 = time.perf_counter()
+        render_report(page.rel, page.inputs)
+        t_render = time.perf_counter() - t0  # the page alone, again: a part of t_write, not added to it
     rel = page.rel
-    total = t_audit + t_render + t_write
+    total = t_audit + t_write
     print(f"report: {len(rel.contacts):,} contacts, {len(rel.flags):,} flags, {len(page.inputs.cards or ()):,} cards, "
           f"{len(page.inputs.evidence):,} evidence messages")
-    print(f"report: audit + evidence/activity/history {t_audit:.2f} s + render {t_render:.2f} s "
-          f"({len(html) / 1e6:.1f} MB) + write html, latest, json, csv {t_write:.2f} s = {total:.2f} s "
-          f"(limit {LIMIT_S:.0f} s)")
+    print(f"report: audit + evidence/activity/history {t_audit:.2f} s + render and write html, latest, json, csv "
+          f"{t_write:.2f} s (of which the page {t_render:.2f} s) = {total:.2f} s (limit {LIMIT_S:.0f} s)")
     print(f"report: HTML file {size_mb:.2f} MB (limit {LIMIT_MB:.0f} MB)")
     print(f"report: data generation {t_gen:.1f} s, not counted")
     return 0 if total < LIMIT_S and size_mb < LIMIT_MB else 1

@@ -30,7 +30,24 @@ def render_json(rel: Relations) -> bytes:
     data = build_export(rel)
     if is_redacted(rel):
         data = {"redacted": True, **data}
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return (_json_lines(data) + "\n").encode("utf-8")
+
+
+def _json_lines(data: dict[str, object]) -> str:
+    """The object with one top-level key, and one contact, per line: still easy to read and grep, and written
+    by json's C encoder (indent= falls back to the pure-Python one, 0.6 s for 5,000 contacts)."""
+
+    def dump(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list) and value:
+            inner = ",\n    ".join(dump(v) for v in value)
+            parts.append(f"  {dump(key)}: [\n    {inner}\n  ]")
+        else:
+            parts.append(f"  {dump(key)}: {dump(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}"
 
 
 def render_csv(rel: Relations) -> bytes:

@@ -62,6 +62,16 @@ def build_relations(
     merge: tuple[tuple[str, ...], ...] = (),
 ) -> Relations:
     """Metrics, flags and a status per contact; `merge` lists address groups that are one person."""
+    return build_relations_prepared(frames, cfg, as_of, merge)[0]
+
+
+def build_relations_prepared(
+    frames: Frames,
+    cfg: RelationsConfig | None = None,
+    as_of: datetime | None = None,
+    merge: tuple[tuple[str, ...], ...] = (),
+) -> tuple[Relations, Prepared]:
+    """build_relations, also returning its contact edges, so the report's charts need not rebuild them."""
     cfg = cfg or RelationsConfig()
     as_of = as_of or as_of_from_date(None)
     if as_of.tzinfo is None:
@@ -77,7 +87,7 @@ def build_relations(
     rank = contacts["status"].map({s: i for i, s in enumerate(STATUSES)})
     order = np.lexsort((contacts["contact"].to_numpy(), rank.to_numpy()))
     contacts = contacts.iloc[order].reset_index(drop=True).loc[:, list(CONTACT_COLUMNS)]
-    return Relations(
+    rel = Relations(
         as_of=as_of,
         window_days=cfg.window_days,
         me=frames.me,
@@ -86,6 +96,7 @@ def build_relations(
         suggested_merges=suggest_merges(p),
         model=dict(frames.model),
     )
+    return rel, p
 
 
 def status_counts(rel: Relations) -> dict[str, int]:

@@ -20,10 +20,10 @@ from mailaudit import __version__
 from mailaudit.config import Config, RelationsConfig, ReportConfig
 from mailaudit.errors import SourceUnavailableError
 from mailaudit.export import render_csv, render_json, write_file_atomic
-from mailaudit.flags import BRUISING
-from mailaudit.frames import Frames, load_frames, model_card_dirs
+from mailaudit.flags import BRUISING, Prepared
+from mailaudit.frames import load_frames, model_card_dirs
 from mailaudit.redact import is_redacted
-from mailaudit.relations import STATUSES, Relations, as_of_from_date, build_relations, prepare
+from mailaudit.relations import STATUSES, Relations, as_of_from_date, build_relations_prepared
 from mailaudit.report_history import (
     EvidenceMessage,
     ReportRun,
@@ -76,7 +76,8 @@ def audit_report(conn: sqlite3.Connection, cfg: Config, as_of: datetime | None =
     """Audit the store as of `as_of` (default now), load what the page shows, and record this run's statuses so
     the next report can say what changed (one record per report date)."""
     frames = load_frames(conn, cfg.identity.addresses)
-    rel = build_relations(frames, cfg.relations, as_of or as_of_from_date(None), cfg.identity.merge)
+    rel, prepared = build_relations_prepared(frames, cfg.relations, as_of or as_of_from_date(None),
+                                             cfg.identity.merge)
     rc = cfg.report
     cards = choose_cards(rel, rc.max_cards)
     wanted = set(cards)
@@ -85,7 +86,7 @@ def audit_report(conn: sqlite3.Connection, cfg: Config, as_of: datetime | None =
     day = rel.as_of.strftime("%Y-%m-%d")
     inputs = ReportInputs(
         evidence=evidence,
-        activity=build_activity(frames, cfg, rel.as_of, cards, rc.chart_months),
+        activity=build_activity(prepared, rel.as_of, cards, rc.chart_months),
         cards=tuple(cards),
         previous=load_previous_run(conn, day),
         counts=load_store_counts(conn, int(rel.as_of.timestamp())),
@@ -119,19 +120,19 @@ def choose_cards(rel: Relations, limit: int) -> list[str]:
     c = rel.contacts
     volume = (c["sent"] + c["received"]).to_numpy()
     before = (c["sent_prev"] + c["received_prev"]).to_numpy()
-    order = np.lexsort((c["contact"].to_numpy(), -before, -volume))
-    rest = [str(c["contact"].iat[i]) for i in order if c["contact"].iat[i] not in taken]
+    keys = c["contact"].to_numpy(dtype=object)
+    order = np.lexsort((keys, -before, -volume))
+    rest = [str(k) for k in keys[order] if k not in taken]
     return (first + rest)[:limit]
 
 
 def build_activity(
-    frames: Frames, cfg: Config, as_of: datetime, contacts: list[str], months: int
+    p: Prepared, as_of: datetime, contacts: list[str], months: int
 ) -> dict[str, list[tuple[int, bool, int, int, int]]]:
     """Per contact: (month index = year*12 + month - 1, sent by me, messages, asks, gives) for each month and
     direction with mail, over the `months` months ending with the report date's (the audit's contact edges)."""
-    if not contacts or frames.messages.empty:
+    if not contacts or p.edges.empty:
         return {}
-    p = prepare(frames, cfg.relations, int(as_of.timestamp()), cfg.identity.merge)
     cids = np.flatnonzero(np.isin(p.keys, np.asarray(contacts, dtype=object)))
     e = p.edges[np.isin(p.edges["cid"].to_numpy(), cids)]
     if e.empty:

@@ -272,15 +272,16 @@ def _overview(rel: Relations, anchor: dict[str, str]) -> dict[str, Any]:
         return round(OV_TOP + plot_h - math.log1p(v) / math.log1p(vmax) * plot_h, 1)
 
     golden = 0.6180339887
+    contacts, names, statuses = (c[k].tolist() for k in ("contact", "name", "status"))
+    xs = (OV_LEFT + (balance + 1) / 2 * plot_w + ((np.arange(len(c)) * golden) % 1 - 0.5) * 10).clip(
+        OV_LEFT, OV_W - OV_RIGHT).round(1).tolist()
+    ys = (OV_TOP + plot_h - np.log1p(volume) / math.log1p(vmax) * plot_h).round(1).tolist()
     points = []
-    for i in np.argsort(-c["status"].map(STATUSES.index).to_numpy(), kind="stable"):
-        jitter = ((i * golden) % 1 - 0.5) * 10
-        x = OV_LEFT + (balance[i] + 1) / 2 * plot_w + jitter
-        name = c["name"].iat[i] or c["contact"].iat[i]
+    for i in np.argsort(-c["status"].map(STATUSES.index).to_numpy(), kind="stable").tolist():
+        contact, status = contacts[i], statuses[i]
         points.append({
-            "x": round(min(max(x, OV_LEFT), OV_W - OV_RIGHT), 1), "y": y_of(volume[i]), "status": c["status"].iat[i],
-            "card": anchor.get(c["contact"].iat[i]),
-            "title": f"{name} ({c['contact'].iat[i]}): {c['status'].iat[i]}, {_n(int(volume[i]), 'message')}, "
+            "x": xs[i], "y": ys[i], "status": status, "card": anchor.get(contact),
+            "title": f"{names[i] or contact} ({contact}): {status}, {_n(int(volume[i]), 'message')}, "
                      f"balance {balance[i]:+.2f}",
         })
     ticks = [v for v in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if v <= vmax]
