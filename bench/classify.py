@@ -47,8 +47,7 @@ def main() -> None:
 
     rows = varied(inputs, args.predict)
     t = time.perf_counter()
-    X = build_features(rows)
-    probs = model.probabilities(X)
+    probs = model.predict(rows)  # what `mailaudit classify` calls: features, then the model, over the cores
     model.acts(probs)
     dt = time.perf_counter() - t
     print(f"predict: {len(rows)} messages in {dt:.1f} s = {len(rows) / dt:,.0f} messages/s (features included)")

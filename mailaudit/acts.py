@@ -13,7 +13,6 @@ from mailaudit import actstore
 from mailaudit.classify import ACTS, Model, load_model, save_model
 from mailaudit.config import data_dir
 from mailaudit.errors import ModelError
-from mailaudit.features import build_features
 from mailaudit.labels import EXPORT_COLUMNS, read_label_file, write_csv_atomic
 from mailaudit.progress import Progress, SilentProgress
 from mailaudit.store import find_message, save_labels, save_predictions
@@ -57,7 +56,7 @@ def classify_store(conn: sqlite3.Connection, model: Model, progress: Progress | 
     progress.begin("classify", actstore.count_unpredicted(conn, model.version), "msg")
     try:
         for batch in actstore.iter_unpredicted(conn, model.version):
-            probs = model.probabilities(build_features([inp for _, inp in batch]))
+            probs = model.predict([inp for _, inp in batch])
             acts = model.acts(probs)
             rows = [(mid, tuple(map(float, p)), a) for (mid, _), p, a in zip(batch, probs, acts, strict=True)]
             save_predictions(conn, model.version, rows)
@@ -165,7 +164,7 @@ def evaluate(conn: sqlite3.Connection, model: Model, label_file: Path) -> Evalua
     inputs = actstore.load_inputs(conn, ids)
     if not ids:
         raise ModelError(f"{label_file}: none of its {len(rows)} messages is in the store; import the mailbox first")
-    probs = model.probabilities(build_features([inputs[i] for i in ids]))
+    probs = model.predict([inputs[i] for i in ids])
     predicted = model.acts(probs)
     Y = np.array([[int(a in t) for a in ACTS] for t in truth])
     P = np.array([[int(a in p) for a in ACTS] for p in predicted])

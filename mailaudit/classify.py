@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import re
 import time
@@ -15,14 +16,13 @@ import numpy as np
 import pandas as pd
 import sklearn
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mailaudit.errors import ModelError
-from mailaudit.features import NUMERIC, CharNgrams
+from mailaudit.features import NUMERIC, CharNgrams, MessageInput, WordNgrams, build_features
 
 ACTS = ("intro_request", "handoff", "thank_you", "reciprocal_ask")
 PARALLEL_MIN_ROWS = 8000
@@ -34,6 +34,7 @@ TRUSTED_TYPES = [
     "builtins.slice",
     "numpy.dtype",
     "mailaudit.features.CharNgrams",
+    "mailaudit.features.WordNgrams",
     "numpy.float32",
     "numpy.float64",
     "numpy.int64",
@@ -43,7 +44,7 @@ TRUSTED_TYPES = [
     "scipy.sparse._csr.csr_matrix",
     "sklearn.compose._column_transformer.ColumnTransformer",
     "sklearn.feature_extraction.text.TfidfTransformer",
-    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.feature_extraction.text.TfidfVectorizer",  # in models trained before WordNgrams
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.multiclass.OneVsRestClassifier",
     "sklearn.pipeline.Pipeline",
@@ -58,10 +59,9 @@ def build_pipeline() -> Pipeline:
     cue counts; one class-weighted logistic regression per act (probabilities without a calibration fold)."""
     columns = ColumnTransformer(
         [
-            ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=60000,
-                                      dtype=np.float32), "text"),
+            ("words", WordNgrams(min_df=2, max_features=60000), "text"),
             ("chars", CharNgrams(min_df=3, max_features=20000), "text"),
-            ("subject", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32), "subject"),
+            ("subject", WordNgrams(min_df=2), "subject"),
             ("numbers", StandardScaler(), NUMERIC),
         ],
         sparse_threshold=1.0,
@@ -84,22 +84,40 @@ class Model:
         return str(self.card.get("version", "unknown"))
 
     def probabilities(self, X: pd.DataFrame) -> np.ndarray:
-        """Per-act probabilities; big inputs are split over the cores (text vectorising dominates)."""
+        """Per-act probabilities for rows of build_features."""
         if len(X) == 0:
             return np.zeros((0, len(ACTS)))
-        jobs = min(os.cpu_count() or 1, 4)
-        if len(X) < PARALLEL_MIN_ROWS or jobs < 2:
-            return self.pipeline.predict_proba(X)
-        from joblib import Parallel, delayed
+        return self.pipeline.predict_proba(X)
 
-        chunks = np.array_split(np.arange(len(X)), jobs)
-        parts = Parallel(n_jobs=jobs)(delayed(self.pipeline.predict_proba)(X.iloc[idx]) for idx in chunks)
-        return np.vstack(parts)
+    def predict(self, inputs: list[MessageInput]) -> np.ndarray:
+        """Per-act probabilities for messages, features included. A big batch is split over the cores by
+        forked workers that inherit the loaded model (nothing is pickled or loaded again); features and
+        vectorising are pure Python and would otherwise leave every core but one idle."""
+        jobs = min(os.cpu_count() or 1, 4)
+        if len(inputs) < PARALLEL_MIN_ROWS or jobs < 2 or "fork" not in mp.get_all_start_methods():
+            return self.probabilities(build_features(inputs))
+        global _FORKED
+        _FORKED = self
+        try:
+            size = -(-len(inputs) // jobs)
+            chunks = [inputs[i : i + size] for i in range(0, len(inputs), size)]
+            with mp.get_context("fork").Pool(len(chunks)) as pool:
+                return np.vstack(pool.map(_predict_in_worker, chunks))
+        finally:
+            _FORKED = None
 
     def acts(self, probs: np.ndarray) -> list[list[str]]:
         cut = np.array([self.thresholds[a] for a in ACTS])
         hits = probs >= cut
         return [[a for a, h in zip(ACTS, row, strict=True) if h] for row in hits]
+
+
+_FORKED: Model | None = None  # the model a forked worker predicts with (set only around the fork)
+
+
+def _predict_in_worker(inputs: list[MessageInput]) -> np.ndarray:
+    assert _FORKED is not None
+    return _FORKED.probabilities(build_features(inputs))
 
 
 def fit(X: pd.DataFrame, Y: np.ndarray, thresholds: dict[str, float]) -> Pipeline:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 import pandas as pd
@@ -217,8 +217,9 @@ class CharNgrams(TransformerMixin, BaseEstimator):
         per_doc = [text.lower().split() for text in _texts(X)]
         if not per_doc:
             return sp.csr_matrix((0, len(self.idf_)), dtype=np.float32)
-        types: dict[str, int] = {}
-        cols = [types.setdefault(w, len(types)) for w in chain.from_iterable(per_doc)]
+        types = dict.fromkeys(chain.from_iterable(per_doc))  # distinct words, in order, deduplicated in C
+        index = {w: i for i, w in enumerate(types)}
+        cols = list(map(index.__getitem__, chain.from_iterable(per_doc)))
         rows = np.repeat(np.arange(len(per_doc)), np.array([len(words) for words in per_doc], dtype=np.int64))
         docs = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(per_doc), len(types)))
         vocab, indptr, indices = self.vocabulary_, [0], []
@@ -227,12 +228,75 @@ class CharNgrams(TransformerMixin, BaseEstimator):
             indptr.append(len(indices))
         words = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
                               shape=(len(types), len(self.idf_)))
-        counts = (docs @ words).tocsr()
+        counts = (docs @ words).tocsr()  # a sparse product has one entry per (doc, n-gram): no duplicates
+        np.log(counts.data, out=counts.data)
+        counts.data += 1.0
+        counts = counts @ sp.diags(self.idf_)
+        return normalize(counts, copy=False).astype(np.float32)
+
+
+class WordNgrams(TransformerMixin, BaseEstimator):
+    """Tf-idf of word 1-2-grams, exactly as TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True) computes
+    it, but looked up in bulk: each token is mapped to an id once, and bigrams are found by a sorted search
+    over id pairs, instead of building and hashing every 'word word' string (most of prediction time)."""
+
+    def __init__(self, min_df: int = 2, max_features: int | None = None) -> None:
+        self.min_df = min_df
+        self.max_features = max_features
+
+    def fit(self, X: pd.Series, y: object = None) -> WordNgrams:
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=self.min_df, max_features=self.max_features,
+                              sublinear_tf=True, dtype=np.float32).fit(_texts(X))
+        tokens: dict[str, int] = {}
+        uni: list[tuple[int, int]] = []
+        bi: list[tuple[int, int, int]] = []
+        for term, col in vec.vocabulary_.items():
+            parts = [tokens.setdefault(t, len(tokens)) for t in term.split(" ")]
+            if len(parts) == 1:
+                uni.append((parts[0], int(col)))
+            else:
+                bi.append((parts[0], parts[1], int(col)))
+        self.tokens_ = tokens
+        self.unigram_col_ = np.full(len(tokens), -1, dtype=np.int64)
+        for tok, col in uni:
+            self.unigram_col_[tok] = col
+        codes = np.array([a * len(tokens) + b for a, b, _ in bi], dtype=np.int64)
+        order = np.argsort(codes)
+        self.bigram_code_ = codes[order]
+        self.bigram_col_ = np.array([c for _, _, c in bi], dtype=np.int64)[order]
+        self.idf_ = vec.idf_.astype(np.float32)
+        return self
+
+    def transform(self, X: pd.Series) -> sp.csr_matrix:
+        get, unknown = self.tokens_.get, repeat(-1)
+        per_doc = [list(map(get, _TOKEN.findall(text.lower()), unknown)) for text in _texts(X)]
+        n_docs, n_cols = len(per_doc), len(self.idf_)
+        lengths = np.array([len(d) for d in per_doc], dtype=np.int64)
+        ids = np.fromiter(chain.from_iterable(per_doc), dtype=np.int64, count=int(lengths.sum()))
+        doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        known = ids >= 0
+        uni_cols = np.full(len(ids), -1, dtype=np.int64)
+        uni_cols[known] = self.unigram_col_[ids[known]]
+        keep_uni = uni_cols >= 0
+        rows, cols = [doc[keep_uni]], [uni_cols[keep_uni]]
+        if len(ids) > 1 and len(self.bigram_code_):
+            a, b = ids[:-1], ids[1:]
+            pair = (doc[:-1] == doc[1:]) & (a >= 0) & (b >= 0)
+            codes = a[pair] * len(self.tokens_) + b[pair]
+            at = np.searchsorted(self.bigram_code_, codes).clip(max=len(self.bigram_code_) - 1)
+            hit = self.bigram_code_[at] == codes
+            rows.append(doc[:-1][pair][hit])
+            cols.append(self.bigram_col_[at[hit]])
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        counts = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n_docs, n_cols))
         counts.sum_duplicates()
         np.log(counts.data, out=counts.data)
         counts.data += 1.0
         counts = counts @ sp.diags(self.idf_)
         return normalize(counts, copy=False).astype(np.float32)
+
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token_pattern
 
 
 def _texts(X: pd.Series | pd.DataFrame | list[str]) -> list[str]:

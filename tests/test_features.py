@@ -1,0 +1,93 @@
+"""The model's own vectorisers give exactly what scikit-learn's TfidfVectorizer gives (they only look terms up
+faster), and prediction split over forked workers gives exactly what one process gives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from mailaudit import classify
+from mailaudit.classify import ACTS, Model, build_pipeline
+from mailaudit.features import CharNgrams, MessageInput, WordNgrams, build_features
+
+TRAIN = [
+    "Could you introduce me to someone at Acme? I'd love an intro to the data team.",
+    "Thanks so much for the intro to Dana, it was really helpful.",
+    "Thanks so much for the call yesterday. Let me know how I can return the favor.",
+    "Dana, meet Sam. Sam runs analytics at Acme; you two should talk.",
+    "Please send the invoice by Friday.\n\nThanks,\nPat",
+    "Do you know anyone at Initech who could talk to me about their data team?",
+    "Forwarding Ana's resume: she is looking for a role at Initech. Give her a call.",
+    "If I can ever help you with anything at Acme, just let me know.",
+] * 3
+UNSEEN = [
+    "",  # no tokens at all
+    "a",  # a one-letter word: no word token, one char n-gram
+    "intro",  # one known token, no bigram
+    "Zebra quokka intro to the data team, data team data team!",  # unknown words between known bigrams
+    "Straße café naïve — ÜBER résumé; CV.  tabs\tand\nnewlines",
+    "Thanks so much\n\nThanks so much",  # a bigram must not span two documents, only words of one
+    "team",  # ends a document with a word that starts a known bigram ("team" ... next document)
+    "data",
+]
+
+
+@pytest.mark.parametrize("min_df,max_features", [(1, None), (2, None), (2, 25)])
+def test_word_ngrams_equal_tfidf_vectorizer(min_df, max_features):
+    ref = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=max_features, sublinear_tf=True,
+                          dtype=np.float32).fit(TRAIN)
+    mine = WordNgrams(min_df=min_df, max_features=max_features).fit(TRAIN)
+    for docs in (UNSEEN, TRAIN, UNSEEN[::-1]):
+        a, b = ref.transform(docs), mine.transform(docs)
+        assert a.shape == b.shape
+        assert abs(a - b).max() == 0
+        assert a.nnz == b.nnz
+
+
+def test_char_ngrams_equal_char_wb_tfidf():
+    ref = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, max_features=300, sublinear_tf=True,
+                          dtype=np.float32).fit(TRAIN)
+    mine = CharNgrams(min_df=2, max_features=300).fit(TRAIN)
+    assert sorted(ref.vocabulary_) == sorted(mine.vocabulary_)
+    order = [ref.vocabulary_[t] for t in sorted(mine.vocabulary_, key=mine.vocabulary_.get)]
+    a, b = ref.transform(UNSEEN + TRAIN)[:, order], mine.transform(UNSEEN + TRAIN)
+    assert np.allclose(a.toarray(), b.toarray(), atol=1e-6)
+
+
+def _inputs(n: int) -> list[MessageInput]:
+    texts = TRAIN + UNSEEN
+    return [MessageInput(texts[i % len(texts)] + f" ref {i}", f"note {i}", "sent" if i % 3 else "received")
+            for i in range(n)]
+
+
+_RECORD: dict[str, Path] = {}  # where forked workers write their pid (inherited at the fork)
+_REAL_WORKER = classify._predict_in_worker
+
+
+def _recording_worker(inputs: list[MessageInput]) -> np.ndarray:
+    with _RECORD["pids"].open("a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return _REAL_WORKER(inputs)
+
+
+def test_forked_prediction_equals_one_process(monkeypatch, tmp_path: Path):
+    rows = _inputs(len(TRAIN))
+    y = np.array([[int(k % 4 == j) for j in range(len(ACTS))] for k in range(len(rows))])
+    model = Model(build_pipeline().fit(build_features(rows), y), {a: 0.5 for a in ACTS})
+    batch = _inputs(103)
+    serial = model.probabilities(build_features(batch))
+
+    pids = tmp_path / "pids"
+    monkeypatch.setattr(classify, "PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(classify, "_predict_in_worker", _recording_worker)
+    monkeypatch.setitem(_RECORD, "pids", pids)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    forked = model.predict(batch)
+    assert np.array_equal(forked, serial)
+    workers = set(pids.read_text().split())
+    assert len(workers) == 2 and str(os.getpid()) not in workers
+    assert classify._FORKED is None  # the parent does not keep the model in the worker slot
