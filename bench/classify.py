@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import checkout  # noqa: F401  (first: the checkout's mailaudit, not an installed one)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]

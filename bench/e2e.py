@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import checkout  # noqa: F401  (first: the checkout's mailaudit, not an installed one)
 import psutil
 
 HERE = Path(__file__).resolve().parent

@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import checkout  # noqa: F401  (first: the checkout's mailaudit, not an installed one)
+
 HERE = Path(__file__).resolve().parent
 ENRON = HERE.parents[1] / "shared" / "corpora" / "enron"
 

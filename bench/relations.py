@@ -15,6 +15,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
+import checkout  # noqa: F401  (first: the checkout's mailaudit, not an installed one)
 import numpy as np
 
 from mailaudit.config import Config, IdentityConfig

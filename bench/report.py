@@ -15,6 +15,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import checkout  # noqa: F401  (first: the checkout's mailaudit, not an installed one)
 from relations import AS_OF, ME, generate
 
 from mailaudit.config import Config, IdentityConfig

