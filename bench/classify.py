@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
 import checkout  # noqa: F401  (first: the checkout's mailaudit, not an installed one)
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from mailaudit.acts import shipped_model_dir  # noqa: E402
-from mailaudit.classify import ACTS, Model, load_model  # noqa: E402
-from mailaudit.features import MessageInput, build_features  # noqa: E402
-from mailaudit.training import build_pipeline, read_written_corpus  # noqa: E402
+from mailaudit.acts import shipped_model_dir
+from mailaudit.classify import ACTS, Model, load_model
+from mailaudit.features import MessageInput, build_features
+from mailaudit.training import build_pipeline, read_written_corpus
 
 
 def varied(inputs: list[MessageInput], n: int, seed: int = 3) -> list[MessageInput]:

@@ -229,10 +229,7 @@ class CharNgrams(TransformerMixin, BaseEstimator):
         words = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
                               shape=(len(types), len(self.idf_)))
         counts = (docs @ words).tocsr()  # a sparse product has one entry per (doc, n-gram): no duplicates
-        np.log(counts.data, out=counts.data)
-        counts.data += 1.0
-        counts = counts @ sp.diags(self.idf_)
-        return normalize(counts, copy=False).astype(np.float32)
+        return _sublinear_tfidf(counts, self.idf_)
 
 
 class WordNgrams(TransformerMixin, BaseEstimator):
@@ -290,10 +287,14 @@ class WordNgrams(TransformerMixin, BaseEstimator):
         r, c = np.concatenate(rows), np.concatenate(cols)
         counts = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n_docs, n_cols))
         counts.sum_duplicates()
-        np.log(counts.data, out=counts.data)
-        counts.data += 1.0
-        counts = counts @ sp.diags(self.idf_)
-        return normalize(counts, copy=False).astype(np.float32)
+        return _sublinear_tfidf(counts, self.idf_)
+
+
+def _sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Summed term counts -> TfidfVectorizer(sublinear_tf=True)'s rows: (1 + log tf) * idf, l2-normalised."""
+    np.log(counts.data, out=counts.data)
+    counts.data += 1.0
+    return normalize(counts @ sp.diags(idf), copy=False).astype(np.float32)
 
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token_pattern

@@ -182,7 +182,7 @@ def save_batch(
             if pm is None or (forgotten and involves(pm, forgotten)):
                 result.skipped += 1
                 continue
-            _save_one(conn, source_id, location, pm, sent_hint, result, chash or None)
+            _save_one(conn, source_id, location, pm, sent_hint, result, chash)
         if done_offset is not None:
             conn.execute("UPDATE sources SET done_offset=? WHERE id=?", (done_offset, source_id))
         conn.execute("COMMIT")
