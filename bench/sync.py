@@ -91,13 +91,17 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return took
 
 
-def ensure_mbsync() -> str:
-    found = shutil.which("mbsync")
-    if found:
-        return found
-    print("mbsync missing: installing Debian's isync", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "isync"], check=True,
-                   env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), capture_output=True)
+def ensure_tools() -> str:
+    """Install what the bench runs when missing: Debian's isync (mbsync) and the test Dovecot, so the bench runs on a
+    bare machine as the test suite does; returns mbsync's path."""
+    need = [pkg for pkg, binary in (("isync", "mbsync"), ("dovecot-imapd", "dovecot"), ("openssl", "openssl"))
+            if not shutil.which(binary) and not Path(f"/usr/sbin/{binary}").exists()]
+    if need:
+        print(f"installing Debian's {' '.join(need)}", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *need], check=True,
+                       env=env, capture_output=True)
     return shutil.which("mbsync") or "mbsync"
 
 
@@ -136,7 +140,7 @@ def main() -> None:
     ap.add_argument("--tls", action="store_true", help="both tools over TLS (default: plain loopback)")
     ap.add_argument("--repeat", type=int, default=3, help="no-change runs per tool (the median is shown)")
     args = ap.parse_args()
-    mbsync = ensure_mbsync()
+    mbsync = ensure_tools()
     root = Path(tempfile.mkdtemp(prefix="mailaudit-bench-"))
     os.chmod(root, 0o755)
     d = Dovecot(root / "dovecot")
