@@ -33,10 +33,10 @@ def add_text(db: Path) -> None:
     with closing(open_store(db)) as conn:
         conn.execute("BEGIN")
         conn.execute(
-            "UPDATE messages SET subject = 'Re: project update ' || thread_id, own_text = ? || id,"
-            " gm_thrid = CAST(1800000000000000000 + thread_id AS TEXT)",
-            (TEXT * 2,),
+            "UPDATE messages SET subject = 'Re: project update ' || thread_id,"
+            " gm_thrid = CAST(1800000000000000000 + thread_id AS TEXT)"
         )
+        conn.execute("UPDATE texts SET own_text = ? || message", (TEXT * 2,))
         conn.execute("COMMIT")
 
 

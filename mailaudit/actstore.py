@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from mailaudit.features import MessageInput
 
 _INPUT_SQL = """
-SELECT m.id, m.own_text, m.subject, m.direction, m.is_reply, m.is_forward,
+SELECT m.id, coalesce(t.own_text, ''), m.subject, m.direction, m.is_reply, m.is_forward,
        (SELECT count(*) FROM messages p WHERE p.thread_id = m.thread_id
             AND (p.date_ts < m.date_ts OR (p.date_ts = m.date_ts AND p.id < m.id))) AS pos,
        m.n_to, m.n_cc, m.attachment_names
-FROM messages m
+FROM messages m LEFT JOIN texts t ON t.message = m.id
 """
 
 
@@ -84,9 +84,9 @@ def load_export_rows(
         args += [thread, thread]
     sql = (
         "SELECT m.id, m.message_id, m.thread_id, m.date_ts, m.direction, m.from_addr,"
-        " (SELECT group_concat(addr, ' ') FROM recipients r WHERE r.message = m.id), m.subject, m.own_text,"
+        " (SELECT group_concat(addr, ' ') FROM recipients r WHERE r.message = m.id), m.subject, t.own_text,"
         " pr.intro_request, pr.handoff, pr.thank_you, pr.reciprocal_ask, pr.acts"
-        " FROM messages m LEFT JOIN predictions pr ON pr.message = m.id"
+        " FROM messages m LEFT JOIN predictions pr ON pr.message = m.id LEFT JOIN texts t ON t.message = m.id"
         f" WHERE {' AND '.join(where)} ORDER BY m.date_ts"
     )
     keys = ["id", "message_id", "thread_id", "date_ts", "direction", "from", "to", "subject", "own_text",

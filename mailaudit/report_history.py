@@ -66,8 +66,9 @@ def load_evidence(
         chunk = keys[start : start + _CHUNK]
         rows = conn.execute(
             "SELECT m.message_id, m.date_ts, m.subject, m.from_addr, m.from_name, coalesce(m.thread_id, -m.id),"
-            " m.gm_thrid, coalesce(l.acts, p.acts, ''), substr(m.own_text, 1, ?)"
+            " m.gm_thrid, coalesce(l.acts, p.acts, ''), substr(t.own_text, 1, ?)"
             " FROM messages m LEFT JOIN labels l ON l.message = m.id LEFT JOIN predictions p ON p.message = m.id"
+            " LEFT JOIN texts t ON t.message = m.id"
             f" WHERE m.message_id IN ({','.join('?' * len(chunk))}) ORDER BY m.id",
             [excerpt_chars * 2 + 20, *chunk],
         )

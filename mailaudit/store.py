@@ -231,18 +231,19 @@ def _save_one(
     sent = sent_hint or "Sent" in pm.gm_labels
     cur = conn.execute(
         "INSERT INTO messages(message_id, content_hash, gm_thrid, date_ts, from_addr, from_name, subject,"
-        " norm_subject, in_reply_to, refs, is_reply, is_forward, sent_hint, bulk, n_to, n_cc, body_text,"
-        " own_text, own_fp, quote_fp, has_attachment, attachment_names, labels, size, defects, first_source)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " norm_subject, in_reply_to, refs, is_reply, is_forward, sent_hint, bulk, n_to, n_cc,"
+        " own_fp, quote_fp, has_attachment, attachment_names, labels, size, defects, first_source)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             pm.message_id, chash, pm.gm_thrid, pm.date_ts, pm.from_addr, pm.from_name, pm.subject,
             pm.norm_subject, pm.in_reply_to, " ".join(pm.references), int(pm.is_reply), int(pm.is_forward),
-            int(sent), pm.bulk, len(pm.to), len(pm.cc), pm.body_text, pm.own_text, pm.own_fp, pm.quote_fp,
+            int(sent), pm.bulk, len(pm.to), len(pm.cc), pm.own_fp, pm.quote_fp,
             int(pm.has_attachment), "\n".join(pm.attachment_names), "\n".join(pm.gm_labels), pm.size,
             "\n".join(defects), source_id,
         ),
     )
     mid = int(cur.lastrowid or 0)
+    conn.execute("INSERT INTO texts VALUES (?,?,?)", (mid, pm.own_text, pm.body_text))
     result.new += 1
     if pm.message_id and not id_taken:
         conn.execute("INSERT OR IGNORE INTO message_ids VALUES (?,?)", (pm.message_id, mid))

@@ -119,6 +119,31 @@ def test_migration_backs_up_an_existing_store(tmp_path):
     assert sqlite3.connect(backup).execute("SELECT value FROM meta").fetchone()[0] == "v1 data"
 
 
+def test_migration_moves_texts_out_of_the_message_rows(tmp_path):
+    """m005: a store from before keeps every message's text, now in `texts`, and message rows lose it."""
+    from mailaudit import migrations
+
+    db = tmp_path / "s.db"
+    c = sqlite3.connect(db)
+    for _name, sql in migrations.MIGRATIONS[:4]:
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                c.execute(statement)
+    c.execute("INSERT INTO messages(id, message_id, content_hash, own_text, body_text) VALUES "
+              "(7, 'a@x', 'h', 'Thanks for the intro!', 'Thanks for the intro!\n> old')")
+    c.execute("PRAGMA application_id=1296127300")
+    c.execute("PRAGMA user_version=4")
+    c.commit()
+    c.close()
+    conn = open_store(db)
+    assert conn.execute("SELECT * FROM texts").fetchall() == [(7, "Thanks for the intro!",
+                                                              "Thanks for the intro!\n> old")]
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
+    assert "message_id" in columns and not columns & {"own_text", "body_text"}
+    conn.execute("DELETE FROM messages WHERE id=7")
+    assert conn.execute("SELECT count(*) FROM texts").fetchone()[0] == 0  # forget takes the text with it
+
+
 def test_traceback_flag_shows_the_stack(tmp_path):
     res = run_cli("--traceback", "--db", str(tmp_path / "s.db"), "import", str(tmp_path / "nothere"))
     assert res.returncode != 0 and "Traceback" in res.stderr

@@ -137,8 +137,8 @@ def test_sync_never_sets_seen_and_fetches_a_bounded_prefix(dovecot, tmp_path, co
     d.deliver("INBOX", [raw, *received(3)])
     cfg = config(d, tmp_path)
     sync_accounts(conn, cfg)
-    row = conn.execute("SELECT size, has_attachment, attachment_names, defects, body_text FROM messages "
-                       "WHERE message_id='deck@example.org'").fetchone()
+    row = conn.execute("SELECT size, has_attachment, attachment_names, defects, body_text FROM messages JOIN texts "
+                       "ON message=id WHERE message_id='deck@example.org'").fetchone()
     assert row[0] == len(raw)  # the server's RFC822.SIZE, not the bytes we fetched
     assert row[1] == 1 and row[3] == "" and "Here is the deck" in row[4]
     assert row[2] == "deck.pdf\nZahlen für Mai.csv"  # the second one lies past the prefix: from BODYSTRUCTURE

@@ -62,7 +62,7 @@ def test_mbox_body_from_lines_are_unescaped_and_split_correctly(tmp_path, conn, 
     write_mbox(tmp_path / "x.mbox", [msg(body=body), msg(message_id="<m2@example.com>", subject="two")])
     import_paths(conn, [str(tmp_path / "x.mbox")], cfg)
     assert count(conn) == 2
-    text = conn.execute("SELECT body_text FROM messages WHERE subject='Hello'").fetchone()[0]
+    text = conn.execute("SELECT body_text FROM texts JOIN messages ON id=message WHERE subject='Hello'").fetchone()[0]
     assert "From the desk of Ann" in text and ">From" not in text
 
 
@@ -198,7 +198,7 @@ def test_truncated_mbox_keeps_everything_before_the_damage(tmp_path, conn, cfg):
     assert s.new == 5
     subjects = {r[0] for r in conn.execute("SELECT subject FROM messages")}
     assert subjects == {f"Topic {i}" for i in range(5)}
-    last = conn.execute("SELECT body_text FROM messages WHERE subject='Topic 4'").fetchone()[0]
+    last = conn.execute("SELECT body_text FROM texts JOIN messages ON id=message WHERE subject='Topic 4'").fetchone()[0]
     assert last.startswith("Hello Pat, message") and "own words" not in last
 
 
