@@ -67,7 +67,7 @@ class ParsedMessage:
 
     def content_hash(self) -> str:
         """Identity of a message when its Message-ID cannot be trusted (copies in several folders)."""
-        own = _WS.sub(" ", self.own_text or self.body_text[:2000]).strip().lower()
+        own = " ".join((self.own_text or self.body_text[:2000]).split()).lower()  # = _WS.sub(" ", ..).strip()
         key = f"{self.from_addr}\x1f{self.date_ts}\x1f{self.norm_subject}\x1f{own}"
         if not self.from_addr or self.date_ts is None:  # too little to tell messages apart: use the whole text
             key += f"\x1f{self.body_text[:8000]}\x1f{self.subject}"
