@@ -13,9 +13,6 @@ import re
 import time
 from dataclasses import dataclass, field
 from email.message import Message
-from email.policy import compat32
-
-import html2text
 
 from mailaudit.addresses import bulk_reason, normalise_address
 from mailaudit.config import ParseConfig
@@ -94,7 +91,7 @@ def parse_message(
 def _fallback(raw: bytes, cfg: ParseConfig, defect: str) -> ParsedMessage:
     defects = [defect]
     try:
-        msg = email.parser.BytesParser(policy=compat32).parsebytes(raw[:MAX_HEADER_CHARS * 4], headersonly=True)
+        msg = email.parser.BytesParser().parsebytes(raw[:MAX_HEADER_CHARS * 4], headersonly=True)
         headers = _lower_headers(msg)
     except Exception:
         headers = {}
@@ -113,11 +110,11 @@ def _fallback(raw: bytes, cfg: ParseConfig, defect: str) -> ParsedMessage:
 def _parse(raw: bytes, cfg: ParseConfig, envelope_ts: int | None, now: float | None) -> ParsedMessage:
     defects: list[str] = []
     try:
-        msg = email.message_from_bytes(raw, policy=compat32)
+        msg = email.message_from_bytes(raw)  # compat32, the default: the fast policy
     except Exception as exc:  # the stdlib parser is lenient, but never trust it fully
         # e.g. RecursionError on 1,000 nested multiparts: keep the headers, read the body as plain text
         defects.append("too_deeply_nested" if isinstance(exc, RecursionError) else f"unparseable:{type(exc).__name__}")
-        msg = email.parser.BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+        msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
         msg.set_payload(_salvage_body(raw, cfg.body_max_chars))
         del msg["content-type"]
         del msg["content-transfer-encoding"]
@@ -412,6 +409,8 @@ def _salvage_base64(data: bytes) -> bytes:
 
 def html_to_text(html: str, defects: list[str] | None = None) -> str:
     """Readable text from an HTML body (html2text: links and images dropped, no hard wrapping)."""
+    import html2text  # only HTML-only mail needs it: a small sync starts faster without
+
     conv = html2text.HTML2Text()
     conv.body_width = 0
     conv.ignore_links = True
