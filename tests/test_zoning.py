@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mailaudit import zoning
 from mailaudit.zoning import fingerprint, split_own_text
 
 CASES = {
@@ -95,3 +98,25 @@ def test_fingerprint_matches_reply_quote_to_parent_text():
     assert fingerprint(parent) == fingerprint(zones.quoted, quoted=True) != ""
     gmail = "ok\n\nOn Mon, Bob <b@x> wrote:\n> Please call Sally Beck in operations, she knows\n> the Duke deal well.\n"
     assert fingerprint(split_own_text(gmail).quoted, quoted=True) == fingerprint(parent)
+
+
+# pieces the marker and signature patterns are made of, in any case, so random texts hit every alternative
+_PIECES = ["On Mon, Pat wrote:", "---- Forwarded by Ann/HOU/ECT", "-----Original Message-----",
+           "Begin forwarded message:", "From: Ann <a@x>", "Sent: Monday", "To: Pat", "Subject: deal", "________",
+           "Am Montag schrieb Pat:", "Il giorno Pat ha scritto:", "Op maandag schreef Pat:", "10/12/2001 09:30 AM",
+           "-- ", "--", "__", "Sent from my iPhone", "Get Outlook for iOS", "Von meinem iPhone gesendet",
+           "Enviado desde mi iPhone", "Le lundi Pat a écrit :", "El lunes Pat escribió:", "plain words", ":", "\t",
+           "WROTE:", "sent FROM my phone", "  ", "ſent from my phone"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=12), st.lists(st.sampled_from(["\n", " ", ""]), max_size=12))
+def test_prefilters_never_skip_a_text_the_patterns_match(pieces, seps):
+    """The cheap literal checks before the marker and signature searches are exact: whenever a pattern
+    matches, its check says it may."""
+    text = "".join(p + (seps[i] if i < len(seps) else "\n") for i, p in enumerate(pieces))
+    for case in (text, text.upper(), text.lower()):
+        if zoning._CUT_MARKERS.search(case):
+            assert zoning._may_match(case, zoning._CUT_NEEDLES, colons=3)
+        if zoning._SIG_START.search(case):
+            assert zoning._may_match(case, zoning._SIG_NEEDLES)
