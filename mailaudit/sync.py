@@ -206,7 +206,8 @@ def _fetch_and_save(
     if not batches:
         syncstore.save_imap_cursor(conn, source_id, account, plan.name, status.uidvalidity, status.uidnext - 1)
         return
-    if len(uids) >= POOL_MIN_MESSAGES:
+    big = len(uids) >= POOL_MIN_MESSAGES
+    if big:
         parsers.start()
     pending: tuple[list[int], list[ImapMessage], Future] | None = None
 
@@ -228,20 +229,22 @@ def _fetch_and_save(
         fs.defects += res.defects
         progress.advance(len(batch), len(batch))
 
-    try:
-        for batch in batches:
-            msgs = imap.fetch_messages(plan.name, batch, plan.gmail, cfg.sync.text_prefix_bytes)
-            parsed = parsers.submit(msgs)
-            if pending is not None:
-                done, pending = pending, None
-                commit(*done, final=False)
-            pending = (batch, msgs, parsed)
-        done, pending = pending, None
-        commit(*done, final=True)
-    finally:
-        if pending is not None:  # the connection is gone for good: keep the batch already fetched
-            with contextlib.suppress(Exception):
-                commit(*pending, final=False)
+    # a big first sync checkpoints the WAL in a thread, off the commit path
+    with store.background_checkpoints(conn) if big else contextlib.nullcontext():
+        try:
+            for batch in batches:
+                msgs = imap.fetch_messages(plan.name, batch, plan.gmail, cfg.sync.text_prefix_bytes)
+                parsed = parsers.submit(msgs)
+                if pending is not None:
+                    done, pending = pending, None
+                    commit(*done, final=False)
+                pending = (batch, msgs, parsed)
+            done, pending = pending, None
+            commit(*done, final=True)
+        finally:
+            if pending is not None:  # the connection is gone for good: keep the batch already fetched
+                with contextlib.suppress(Exception):
+                    commit(*pending, final=False)
 
 
 def _relink(

@@ -283,3 +283,28 @@ def test_unreadable_maildir_file_is_counted_not_fatal(tmp_path, conn, cfg):
 
 def test_store_files_are_private(db_path, conn):
     assert (Path(db_path).stat().st_mode & 0o777) == 0o600
+
+
+def test_background_checkpoints_copy_committed_frames_off_the_writer(tmp_path):
+    """During a big sync the writer's COMMIT never checkpoints; a thread does, and the usual setting returns."""
+    import os
+    import time
+
+    from mailaudit import store
+
+    db = tmp_path / "s.db"
+    conn = store.open_store(db)
+    conn.execute("CREATE TABLE filler (x BLOB)")
+    before = os.path.getsize(db)
+    with store.background_checkpoints(conn, every_s=0.05):
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO filler VALUES (?)", ((os.urandom(4000),) for _ in range(2000)))
+        conn.execute("COMMIT")
+        deadline = time.monotonic() + 10
+        while os.path.getsize(db) < before + 7_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(db) >= before + 7_000_000  # the frames reached the database file
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store.WAL_AUTOCHECKPOINT
+    assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] == 2000
+    conn.close()
