@@ -47,8 +47,8 @@ def import_paths(
     progress.begin("import", total or None, "B")
     try:
         plans = [p for p in (_plan(conn, src, progress, summary) for src in sources) if p is not None]
-        with _parser_pool(total) as pool:
-            _run(conn, plans, cfg, pool, progress, summary)
+        with _parser_pool(total) as pool, store.background_checkpoints(conn) if pool else contextlib.nullcontext():
+            _run(conn, plans, cfg, pool, progress, summary)  # a big import checkpoints off the commit path
     finally:
         progress.end()
     settle(conn, cfg, summary)
