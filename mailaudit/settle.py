@@ -10,7 +10,7 @@ from functools import partial
 from mailaudit import store, threadstore
 from mailaudit.addresses import normalise_address
 from mailaudit.config import Config
-from mailaudit.threads import Threader, affected_messages
+from mailaudit.threads import Threader, ThreadKeys, affected_messages
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,16 @@ def settle(conn: sqlite3.Connection, cfg: Config) -> Settled:
     configured = sorted({normalise_address(a) for a in cfg.identity.addresses})
     inferred = [] if configured else store.infer_identity(conn)
     store.save_identity(conn, configured, inferred)
-    keys = threadstore.load_thread_keys(conn)
-    ids = None if threadstore.threads_stale(conn) else affected_messages(keys)
-    del keys
+    ids = None if threadstore.threads_stale(conn) else affected_messages(_thread_keys(conn))
     if ids is None or ids:
         thread_messages(conn, ids, cfg.threads.subject_window_days)
     return Settled(configured or inferred, store.load_thread_count(conn))
+
+
+def _thread_keys(conn: sqlite3.Connection) -> ThreadKeys:
+    total, unthreaded = threadstore.load_message_counts(conn)
+    return ThreadKeys(total, unthreaded, partial(threadstore.load_unthreaded_keys, conn),
+                      partial(threadstore.iter_thread_keys, conn))
 
 
 def thread_messages(conn: sqlite3.Connection, ids: Collection[int] | None, window_days: int) -> None:

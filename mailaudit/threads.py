@@ -238,7 +238,18 @@ def build_threads(items: list[ThreadInput], window_days: int = 30) -> dict[int, 
 ThreadKey = tuple[int, str | None, str | None, str, str, bool, str | None, int | None]
 
 
-def affected_messages(keys: list[ThreadKey]) -> set[int] | None:
+@dataclass(frozen=True)
+class ThreadKeys:
+    """What affected_messages reads, streamed: the store's counts, the unthreaded messages' keys, and a scan of
+    every message's keys that starts afresh at each call (so memory holds the affected messages only)."""
+
+    total: int
+    unthreaded: int
+    load_unthreaded: Callable[[], Iterable[ThreadKey]]
+    scan: Callable[[], Iterable[ThreadKey]]
+
+
+def affected_messages(keys: ThreadKeys) -> set[int] | None:
     """The messages whose thread may change now that the unthreaded ones (thread None) arrived, or None when
     that is most of the store (thread everything then).
 
@@ -248,25 +259,29 @@ def affected_messages(keys: list[ThreadKey]) -> set[int] | None:
     transitively, hold every link that can change: threading just them gives the whole store's answer.
     (A stored thread already holds all stored messages that share its references or Gmail ids.)
     """
-    frontier = [k for k in keys if k[7] is None]
-    if len(frontier) * 2 > len(keys):
+    if keys.unthreaded * 2 > keys.total:
         return None
-    if not frontier:
-        return set()
+    frontier = list(keys.load_unthreaded())
     found = {k[0] for k in frontier}
     refs = {x for k in frontier for x in (k[1], k[2], *(k[3].split() if k[3] else ())) if x}
     gms = {k[6] for k in frontier if k[6]}
-    frontier += [k for k in keys if k[0] not in found and (
-        k[1] in refs or k[2] in refs or k[6] in gms or (k[3] and not refs.isdisjoint(k[3].split())))]
-    subjects: set[str] = set()
+    subjects = {k[4] for k in frontier if k[4] and k[5]}
     threads: set[int] = set()
-    while frontier:
-        found.update(k[0] for k in frontier)
-        if len(found) * 2 > len(keys):
-            return None
-        new_subjects = {k[4] for k in frontier if k[4] and k[5]} - subjects
-        new_threads = {k[7] for k in frontier if k[7] is not None} - threads
-        subjects |= new_subjects
-        threads |= new_threads
-        frontier = [k for k in keys if k[0] not in found and ((k[5] and k[4] in new_subjects) or k[7] in new_threads)]
+    grew = bool(frontier)
+    while grew:  # until a whole scan finds no one new; each one found widens the subjects and threads at once
+        grew = False
+        for k in keys.scan():
+            if k[0] in found or not (
+                (k[5] and k[4] in subjects) or k[7] in threads or k[1] in refs or k[2] in refs or k[6] in gms
+                or (k[3] and not refs.isdisjoint(k[3].split()))
+            ):
+                continue
+            found.add(k[0])
+            if len(found) * 2 > keys.total:
+                return None
+            grew = True
+            if k[4] and k[5]:
+                subjects.add(k[4])
+            if k[7] is not None:
+                threads.add(k[7])
     return found

@@ -82,9 +82,19 @@ def load_thread_inputs(conn: sqlite3.Connection, ids: Collection[int] | None = N
     ) for r in rows]
 
 
-def load_thread_keys(conn: sqlite3.Connection) -> list[ThreadKey]:
+def load_message_counts(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(stored messages, of which not threaded yet); the second from the thread_id index."""
+    total = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    return total, conn.execute("SELECT count(*) FROM messages WHERE thread_id IS NULL").fetchone()[0]
+
+
+def iter_thread_keys(conn: sqlite3.Connection) -> Iterator[ThreadKey]:
     """What ties messages together in threads, without their text (threads.ThreadKey), of every message."""
-    return conn.execute(f"SELECT {_KEY_COLUMNS} FROM messages").fetchall()
+    return conn.execute(f"SELECT {_KEY_COLUMNS} FROM messages")
+
+
+def load_unthreaded_keys(conn: sqlite3.Connection) -> list[ThreadKey]:
+    return conn.execute(f"SELECT {_KEY_COLUMNS} FROM messages WHERE thread_id IS NULL").fetchall()
 
 
 def threads_stale(conn: sqlite3.Connection) -> bool:
