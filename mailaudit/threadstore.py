@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
+from itertools import islice
 
 from mailaudit.store import rollback
 from mailaudit.threads import HeaderRow, SubjectRow, ThreadInput, ThreadKey
@@ -114,7 +115,7 @@ _TOUCHED_SQL = "SELECT root FROM temp._roots UNION SELECT old FROM temp._roots W
 
 
 def save_threads(conn: sqlite3.Connection, roots: Iterable[tuple[int, int]]) -> int:
-    """Write (message id, thread root) pairs, in id order, for all messages or some (the others keep their thread)
+    """Write (message id, thread root) pairs for all messages or some (the others keep their thread)
     and bring the threads table up to date; returns the thread count.
 
     Only the messages whose thread changed are written and only the threads they left or joined are rebuilt,
@@ -152,15 +153,12 @@ def _rebuild_all(conn: sqlite3.Connection) -> None:
 
 
 def _changes(conn: sqlite3.Connection, roots: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int, int | None]]:
-    """(id, new root, old thread) of each message whose thread changes: `roots` merge-joined with the store."""
+    """(id, new root, old thread) of each message whose thread changes, looked up a chunk of ids at a time: a few
+    new messages read a few rows, not the whole table."""
     pairs = iter(roots)
-    nxt = next(pairs, None)
-    for mid, old in conn.execute("SELECT id, thread_id FROM messages ORDER BY id"):
-        if nxt is None:
-            return
-        if nxt[0] < mid:
-            raise ValueError(f"thread roots not in id order, or for a message not stored: {nxt[0]}")
-        if nxt[0] == mid:
-            if nxt[1] != old:
-                yield mid, nxt[1], old
-            nxt = next(pairs, None)
+    while chunk := list(islice(pairs, _CHUNK)):
+        marks = ",".join("?" * len(chunk))
+        old = dict(conn.execute(f"SELECT id, thread_id FROM messages WHERE id IN ({marks})", [m for m, _ in chunk]))
+        for mid, root in chunk:
+            if old.get(mid, root) != root:
+                yield mid, root, old[mid]
