@@ -56,7 +56,7 @@ class Threader:
         self.window_s = window_days * 86400
         self._parent = array("i")  # union-find over message and container nodes
         self._held = bytearray()  # per node: a message holds this Message-ID container
-        self._keys: dict[int, int] = {}  # hash of a Message-ID or Gmail thread -> its container node
+        self._keys = _KeyTable()  # hash of a Message-ID or Gmail thread -> its container node
         self._ids = array("q")  # per message, in id order
         self._dates = array("q")
         self._nodes = array("i")
@@ -83,9 +83,8 @@ class Threader:
             self._fallback.append(self._join_refs(node, message_id, (*refs, in_reply_to), wants))
 
     def _hold(self, key: int, node: int) -> None:
-        held = self._keys.get(key)
-        if held is None:
-            self._keys[key] = node
+        held = self._keys.get_or_add(key, node)
+        if held == node:
             self._held[node] = 1
         elif not self._held[held]:  # referenced before it arrived: the container becomes this message's
             self._held[held] = 1
@@ -180,10 +179,8 @@ class Threader:
         return node
 
     def _container(self, key: int) -> int:
-        node = self._keys.get(key)
-        if node is None:
-            node = self._keys[key] = self._node()
-        return node
+        node = self._keys.get_or_add(key, len(self._parent))
+        return self._node() if node == len(self._parent) else node
 
     def _find(self, x: int) -> int:
         parent = self._parent
@@ -195,6 +192,45 @@ class Threader:
         ra, rb = self._find(a), self._find(b)
         if ra != rb:
             self._parent[ra] = rb
+
+
+class _KeyTable:
+    """hash -> node by open addressing in two flat arrays: 12 bytes a slot (at most 2/3 full) where a dict of ints
+    takes about 110 bytes an entry (the entry, the key and the value objects), 120 MB at a million messages."""
+
+    def __init__(self) -> None:
+        self._keys = array("q", bytes(8 << 10))  # 0: an empty slot
+        self._values = array("i", bytes(4 << 10))
+        self._used = 0
+
+    def get_or_add(self, key: int, value: int) -> int:
+        """The value stored for `key`, else `value`, stored now."""
+        key = key or 1  # hash() is 0 for almost nothing but "", which never comes here
+        keys = self._keys
+        mask = len(keys) - 1
+        slot = key & mask
+        while (found := keys[slot]) != key:
+            if not found:
+                keys[slot] = key
+                self._values[slot] = value
+                self._used += 1
+                if self._used * 3 > len(keys) * 2:
+                    self._grow()
+                return value
+            slot = (slot + 1) & mask
+        return self._values[slot]
+
+    def _grow(self) -> None:
+        old = zip(self._keys, self._values, strict=True)
+        self._keys = keys = array("q", bytes(16 * len(self._keys)))
+        self._values = values = array("i", bytes(4 * len(keys)))
+        mask = len(keys) - 1
+        for key, value in old:
+            if key:
+                slot = key & mask
+                while keys[slot]:
+                    slot = (slot + 1) & mask
+                keys[slot], values[slot] = key, value
 
 
 def _quoted(group: list[SubjectRow], lo: int, idx: int, quote_fp: str) -> int | None:
