@@ -303,14 +303,13 @@ def affected_messages(keys: ThreadKeys) -> set[int] | None:
     gms = {k[6] for k in frontier if k[6]}
     subjects = {k[4] for k in frontier if k[4] and k[5]}
     threads: set[int] = set()
-    grew = bool(frontier)
+    grew, first = bool(frontier), True
     while grew:  # until a whole scan finds no one new; each one found widens the subjects and threads at once
         grew = False
         for k in keys.scan():
-            if k[0] in found or not (
-                (k[5] and k[4] in subjects) or k[7] in threads or k[1] in refs or k[2] in refs or k[6] in gms
-                or (k[3] and not refs.isdisjoint(k[3].split()))
-            ):
+            if not ((k[5] and k[4] in subjects) or k[7] in threads or (first and _shares_ids(k, refs, gms))):
+                continue
+            if k[0] in found:
                 continue
             found.add(k[0])
             if len(found) * 2 > keys.total:
@@ -320,4 +319,9 @@ def affected_messages(keys: ThreadKeys) -> set[int] | None:
                 subjects.add(k[4])
             if k[7] is not None:
                 threads.add(k[7])
+        first = False  # the ids and Gmail threads of the new mail do not grow: one scan found all who share them
     return found
+
+
+def _shares_ids(k: ThreadKey, refs: set[str], gms: set[str]) -> bool:
+    return bool(k[1] in refs or k[2] in refs or k[6] in gms or (k[3] and not refs.isdisjoint(k[3].split())))
