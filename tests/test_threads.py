@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailaudit.threads import Threader, ThreadInput, build_threads
+from mailaudit.threads import Threader, ThreadInput, _KeyTable, build_threads
 
 from threadgen import mailboxes, reference_build_threads
 
@@ -91,6 +91,16 @@ def test_large_input_is_fast_enough_to_not_hang():
     items = [item(i, f"m{i}", irt=f"m{i - 1}" if i % 10 else None, subj=f"s{i // 10}") for i in range(20000)]
     roots = build_threads(items)
     assert len(set(roots.values())) == 2000
+    assert roots == reference_build_threads(items)  # and the key table grew several times on the way
+
+
+def test_key_table_keeps_every_key_as_it_grows():
+    table = _KeyTable()
+    rng = random.Random(5)
+    keys = list(dict.fromkeys([1, -1, 2**63 - 1, -(2**63)] + [rng.getrandbits(64) - 2**63 for _ in range(20000)]))
+    assert [table.get_or_add(key, i) for i, key in enumerate(keys)] == list(range(len(keys)))
+    assert [table.get_or_add(key, -5) for key in keys] == list(range(len(keys)))
+    assert table.get_or_add(0, -5) == 0  # 0 marks an empty slot: it is stored as 1
 
 
 @settings(max_examples=400, deadline=None)
