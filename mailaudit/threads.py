@@ -1,8 +1,8 @@
 """Pure threading: Gmail thread ids, then References/In-Reply-To (JWZ-style), then subject + quoted text.
 
 Union-find over messages and Message-ID containers: reference loops and shared Message-IDs cannot hang it.
-The Threader reads streams of rows and keeps flat arrays, not an object per message: a million messages
-thread in tens of MB (bench/threads.py).
+The Threader reads streams of rows and keeps flat arrays, not an object per message: about 90 bytes a
+message, where objects took 1.5 KB (bench/threads.py: settle at a million messages peaks at 175 MB, was 1.6 GB).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class Threader:
     Containers are keyed by the 64-bit hash() of the Message-ID (of ("gm", id) for a Gmail thread), not by
     the string: two different ids with the same hash would merge two unrelated threads, a chance of about
     n²/2⁶⁵ (1e-7 for two million ids). Rows must come in id order: the first message with a Message-ID, the
-    lowest id, holds it; later copies of that id join its thread only through their references.
+    lowest id, holds it; later copies of that id join its thread only through their references. Nodes are
+    32-bit: 2 billion messages and containers.
     """
 
     def __init__(self, window_days: int = 30) -> None:
