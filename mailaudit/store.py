@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from mailaudit.errors import StoreError
 from mailaudit.migrations import MIGRATIONS
-from mailaudit.threads import ThreadInput
 
 if TYPE_CHECKING:  # parse pulls in the email package and html2text: a no-change sync never needs them
     from mailaudit.parse import ParsedMessage
@@ -291,94 +290,6 @@ def _save_one(
     conn.execute("INSERT OR REPLACE INTO locations VALUES (?,?,?)", (source_id, location, mid))
 
 
-def load_thread_inputs(conn: sqlite3.Connection, ids: Collection[int] | None = None) -> list[ThreadInput]:
-    """Threading inputs of every message, or only of `ids`; in id order either way."""
-    where = ("", "")
-    if ids is not None:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _thread_ids (id INTEGER PRIMARY KEY)")
-        conn.execute("DELETE FROM _thread_ids")
-        conn.executemany("INSERT INTO _thread_ids VALUES (?)", ((i,) for i in ids))
-        where = (" WHERE message IN (SELECT id FROM _thread_ids)", " WHERE id IN (SELECT id FROM _thread_ids)")
-    # a mailbox has far fewer addresses and recipient sets than messages: share them (memory at 1M messages)
-    addrs: dict[str, str] = {}
-    recips: dict[int, list[str]] = {}
-    for mid, addr in conn.execute("SELECT message, addr FROM recipients" + where[0]):
-        recips.setdefault(mid, []).append(addrs.setdefault(addr, addr))
-    sets: dict[frozenset[str], frozenset[str]] = {}
-    empty: frozenset[str] = frozenset()
-    rows = conn.execute(
-        "SELECT id, message_id, in_reply_to, refs, norm_subject, date_ts, gm_thrid, is_reply, own_fp, quote_fp,"
-        " from_addr FROM messages" + where[1] + " ORDER BY id"
-    )
-    out = []
-    for r in rows:
-        to = recips.pop(r[0], None)
-        people = sets.setdefault(frozenset(to), frozenset(to)) if to else empty
-        out.append(ThreadInput(
-            id=r[0], message_id=r[1], in_reply_to=r[2], references=r[3].split() if r[3] else [],
-            norm_subject=r[4], date_ts=r[5], gm_thrid=r[6], is_reply=bool(r[7]), own_fp=r[8], quote_fp=r[9],
-            from_addr=addrs.setdefault(r[10], r[10]), recipients=people,
-        ))
-    return out
-
-
-_THREAD_ROWS_SQL = (
-    "INSERT INTO threads(id, root, subject, gm_thrid, first_ts, last_ts, n_messages) "
-    "SELECT m.thread_id, m.thread_id, r.subject, max(m.gm_thrid), min(m.date_ts), max(m.date_ts), count(*) "
-    "FROM messages m JOIN messages r ON r.id=m.thread_id {where} GROUP BY m.thread_id"
-)
-
-
-def threads_stale(conn: sqlite3.Connection) -> bool:
-    """Messages were deleted since the threads were saved (`forget`): their threads must all be redone."""
-    return bool(conn.execute(
-        "SELECT (SELECT total(n_messages) FROM threads) != (SELECT count(*) FROM messages WHERE thread_id IS NOT NULL)"
-    ).fetchone()[0])
-
-
-def save_threads(conn: sqlite3.Connection, roots: dict[int, int]) -> int:
-    """Write the message -> thread assignment and bring the threads table up to date; returns the thread count.
-
-    Only the messages whose thread changed are written and only the threads they left or joined are rebuilt,
-    so a weekly import touches a few rows, not the whole store.
-    """
-    changed: dict[int, int] = {}
-    touched: set[int] = set()
-    for mid, old in conn.execute("SELECT id, thread_id FROM messages"):
-        new = roots.get(mid, old)
-        if new != old:
-            changed[mid] = new
-            touched.add(new)
-            if old is not None:
-                touched.add(old)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _roots (id INTEGER PRIMARY KEY, root INTEGER)")
-        conn.execute("DELETE FROM _roots")
-        conn.executemany("INSERT INTO _roots VALUES (?,?)", changed.items())
-        conn.execute("UPDATE messages SET thread_id=r.root FROM _roots r WHERE r.id=messages.id")
-        if len(touched) * 4 > len(roots):  # most of the store (a first import): rebuild it whole
-            conn.execute("DELETE FROM threads")
-            conn.execute(_THREAD_ROWS_SQL.format(where=""))
-        else:
-            conn.execute("DELETE FROM _roots")
-            conn.executemany("INSERT INTO _roots VALUES (?, NULL)", ((t,) for t in touched))
-            conn.execute("DELETE FROM threads WHERE id IN (SELECT id FROM _roots)")
-            conn.execute(_THREAD_ROWS_SQL.format(where="WHERE m.thread_id IN (SELECT id FROM _roots)"))
-            stale = conn.execute(  # messages were deleted (forget) from threads no message left or joined
-                "SELECT (SELECT total(n_messages) FROM threads) != (SELECT count(*) FROM messages)"
-            ).fetchone()[0]
-            if stale:
-                conn.execute("DELETE FROM threads")
-                conn.execute(_THREAD_ROWS_SQL.format(where=""))
-        conn.execute("DROP TABLE _roots")
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback(conn)
-        raise
-    return conn.execute("SELECT count(*) FROM threads").fetchone()[0]
-
-
 def infer_identity(conn: sqlite3.Connection) -> list[str]:
     """The owner's addresses as seen in sent folders: each sent source's dominant From address."""
     rows = conn.execute(
@@ -521,15 +432,6 @@ def find_message(conn: sqlite3.Connection, message_id: str) -> int | None:
 
 def load_thread_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT count(*) FROM threads").fetchone()[0]
-
-
-def load_thread_keys(conn: sqlite3.Connection) -> list[tuple]:
-    """What ties messages together in threads, without their text: (id, Message-ID, In-Reply-To, References,
-    normalised subject, has a date, Gmail thread id, current thread) of every message."""
-    return conn.execute(
-        "SELECT id, message_id, in_reply_to, refs, norm_subject, date_ts IS NOT NULL, gm_thrid, thread_id "
-        "FROM messages"
-    ).fetchall()
 
 
 def has_unthreaded(conn: sqlite3.Connection) -> bool:

@@ -16,8 +16,9 @@ import pytest
 
 from mailaudit.config import Config, ImportConfig
 from mailaudit.ingest import import_paths
-from mailaudit.store import load_thread_inputs, open_store
+from mailaudit.store import open_store
 from mailaudit.threads import build_threads
+from mailaudit.threadstore import load_thread_inputs
 
 from conftest import run_cli
 from dovecot import Dovecot, dovecot  # noqa: F401 - the fixture

@@ -724,7 +724,7 @@ def test_settling_only_affected_messages_threads_like_the_whole_store():
     random mail with shared and missing references, Gmail thread ids and subject-only replies."""
     import random
 
-    from mailaudit.threads import ThreadInput, affected_messages, build_threads
+    from mailaudit.threads import ThreadInput, ThreadKeys, affected_messages, build_threads
 
     checked = 0
     gms = (None,) * 12 + ("g1", "g2")
@@ -745,7 +745,8 @@ def test_settling_only_affected_messages_threads_like_the_whole_store():
         keys = [(it.id, it.message_id, it.in_reply_to, " ".join(it.references), it.norm_subject,
                  it.date_ts is not None, it.gm_thrid, old_roots.get(it.id)) for it in items]
         whole = build_threads(items, 30)
-        ids = affected_messages(keys)
+        unthreaded = [k for k in keys if k[7] is None]
+        ids = affected_messages(ThreadKeys(len(keys), len(unthreaded), unthreaded.copy, keys.copy))
         if ids is None:
             continue
         part = build_threads([it for it in items if it.id in ids], 30)

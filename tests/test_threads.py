@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from mailaudit.threads import ThreadInput, build_threads
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailaudit.threads import Threader, ThreadInput, _KeyTable, build_threads
+
+from threadgen import mailboxes, reference_build_threads
 
 DAY = 86400
 
@@ -83,3 +91,40 @@ def test_large_input_is_fast_enough_to_not_hang():
     items = [item(i, f"m{i}", irt=f"m{i - 1}" if i % 10 else None, subj=f"s{i // 10}") for i in range(20000)]
     roots = build_threads(items)
     assert len(set(roots.values())) == 2000
+    assert roots == reference_build_threads(items)  # and the key table grew several times on the way
+
+
+def test_key_table_keeps_every_key_as_it_grows():
+    table = _KeyTable()
+    rng = random.Random(5)
+    keys = list(dict.fromkeys([1, -1, 2**63 - 1, -(2**63)] + [rng.getrandbits(64) - 2**63 for _ in range(20000)]))
+    assert [table.get_or_add(key, i) for i, key in enumerate(keys)] == list(range(len(keys)))
+    assert [table.get_or_add(key, -5) for key in keys] == list(range(len(keys)))
+    assert table.get_or_add(0, -5) == 0  # 0 marks an empty slot: it is stored as 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(mailboxes(), st.sampled_from((0, 1, 30)), st.randoms(use_true_random=False))
+def test_threader_gives_the_same_threads_as_the_threader_before_it_streamed(items, window, rng):
+    """Same partition and same roots as the old object-per-message threader, in any input order."""
+    expected = reference_build_threads(items, window)
+    shuffled = items.copy()
+    rng.shuffle(shuffled)
+    assert build_threads(shuffled, window) == expected
+
+
+def test_threader_refuses_rows_out_of_id_order():
+    threader = Threader()
+    with pytest.raises(ValueError, match="out of id order"):
+        threader.add_headers([(2, "a", None, [], None, 0, False), (1, "b", None, [], None, 0, False)])
+
+
+def test_forward_reference_counts_as_a_known_parent():
+    """A reply whose parent is stored later (a higher id) has a parent: no subject fallback, as before."""
+    items = [item(1, None, ts=0, frm="ann@x", to=("pat@x",)),
+             item(2, "r", refs=["p"], ts=DAY, reply=True, frm="pat@x", to=("ann@x",)),
+             item(3, "p", subj="other", ts=5 * DAY)]
+    roots = build_threads(items)
+    assert roots == reference_build_threads(items) == {1: 1, 2: 2, 3: 2}
+    random.shuffle(items)
+    assert build_threads(items) == {1: 1, 2: 2, 3: 2}
