@@ -61,20 +61,18 @@ def load_frames(
     `extra_me` are configured owner addresses, added to the identity table's (both are normalised);
     `card_dirs` are where to find the model card (default: model_card_dirs()).
     """
-    raw = pd.read_sql_query(
+    raw = read_frame(
+        conn,
         "SELECT m.id, m.message_id, m.thread_id, m.date_ts AS ts, m.from_addr, m.is_reply, m.bulk, " + _ACTS_SQL +
         " FROM messages m LEFT JOIN labels l ON l.message = m.id LEFT JOIN predictions p ON p.message = m.id"
         " WHERE m.date_ts IS NOT NULL ORDER BY m.id",
-        conn,
-        dtype={"message_id": "object", "from_addr": "object", "bulk": "object"},
+        shared=("from_addr", "bulk"),
     )
     raw["thread_id"] = raw["thread_id"].fillna(-raw["id"])  # unthreaded: a thread of its own
     raw["is_reply"] = raw["is_reply"].astype(bool)
     raw["bulk"] = raw["bulk"].fillna("").astype(str) != ""
     raw["from_addr"] = raw["from_addr"].fillna("")
-    recipients = pd.read_sql_query(
-        "SELECT message, addr, kind FROM recipients", conn, dtype={"addr": "object", "kind": "object"}
-    )
+    recipients = read_frame(conn, "SELECT message, addr, kind FROM recipients", shared=("addr", "kind"))
     names = dict(conn.execute("SELECT addr, name FROM names"))
     me = {normalise_address(a) for a in load_identity(conn)} | {normalise_address(a) for a in extra_me}
     return Frames(
@@ -84,6 +82,26 @@ def load_frames(
         me=tuple(sorted(a for a in me if a)),
         model=load_model_info(conn, card_dirs),
     )
+
+
+def read_frame(conn: sqlite3.Connection, sql: str, shared: tuple[str, ...] = (), chunk: int = 100_000) -> pd.DataFrame:
+    """A query's rows as a frame, read in chunks, each distinct value of the `shared` text columns held once.
+
+    Addresses repeat across a million rows: pd.read_sql kept a new string per cell and every row as a tuple
+    (the audit peaked at 1.3 GB at 1,000,000 messages). Dtypes are what read_sql gives: relations is unchanged.
+    """
+    cur = conn.execute(sql)
+    names = [d[0] for d in cur.description]
+    interned: dict[object, object] = {}
+    parts = []
+    while rows := cur.fetchmany(chunk):
+        columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+        for name in shared:
+            columns[name] = list(map(interned.setdefault, columns[name], columns[name]))
+        parts.append(pd.DataFrame({n: pd.Series(v, dtype=object if n in shared else None) for n, v in columns.items()}))
+    if not parts:
+        return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def model_card_dirs() -> list[Path]:

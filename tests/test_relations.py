@@ -358,3 +358,23 @@ def test_config_thresholds_are_used(tmp_path):
     rel = box.audit(tmp_path, config(glomming_burst_asks=2))
     assert ("glomming", "them") in flags(rel, "x@example.com")
     assert rel.as_of == AS_OF
+
+
+def test_read_frame_matches_read_sql_and_shares_repeated_text():
+    """frames.read_frame: the frame pd.read_sql gives, read in chunks, one object per distinct shared value."""
+    import sqlite3
+
+    import pandas as pd
+
+    from mailaudit.frames import read_frame
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE r (message INTEGER, addr TEXT, kind TEXT, n INTEGER)")
+    rows = [(i, f"p{i % 7}@example.org", "to" if i % 3 else "cc", None if i % 5 == 0 else i) for i in range(250)]
+    conn.executemany("INSERT INTO r VALUES (?,?,?,?)", rows)
+    sql = "SELECT message, addr, kind, n FROM r ORDER BY message"
+    got = read_frame(conn, sql, shared=("addr", "kind"), chunk=60)
+    pd.testing.assert_frame_equal(got, pd.read_sql_query(sql, conn), check_dtype=False)
+    assert got["n"].dtype == "float64" and got["message"].dtype == "int64"
+    assert len({id(a) for a in got["addr"]}) == 7 and len({id(k) for k in got["kind"]}) == 2
+    assert list(read_frame(conn, "SELECT addr FROM r WHERE 0", shared=("addr",)).columns) == ["addr"]
