@@ -167,7 +167,7 @@ def train(data: Dataset, folds: int = FOLDS) -> TrainReport:
               "for a fold are chosen on the other folds' out-of-fold probabilities",
         "features": ["own text word 1-2-grams (tf-idf)", "own text char_wb 3-5-grams (tf-idf, 20,000 most frequent)",
                      "subject word 1-2-grams (tf-idf)", *NUMERIC],
-        "model": "OneVsRest(LogisticRegression(liblinear dual, class_weight=balanced, C=1)) per act",
+        "model": "OneVsRest(LogisticRegression(liblinear dual, class_weight=balanced, C=2)) per act",
     }
     return TrainReport(Model(pipeline, thresholds, card), cv, real, sizes, time.perf_counter() - started)
 
