@@ -66,7 +66,7 @@ def build_pipeline() -> Pipeline:
         ],
         sparse_threshold=1.0,
     )
-    linear = LogisticRegression(C=1.0, class_weight="balanced", solver="liblinear", dual=True, max_iter=2000)
+    linear = LogisticRegression(C=2.0, class_weight="balanced", solver="liblinear", dual=True, max_iter=2000)
     model = OneVsRestClassifier(linear)
     return Pipeline([("features", columns), ("model", model)])
 

@@ -185,3 +185,31 @@ def test_label_file_errors_name_file_row_and_problem(tmp_path):
     ok.write_text("message_id,acts,comment\na@x, thank_you ; handoff ,hello\n<b@x>,\n")
     rows = read_label_file(ok)
     assert [(r.message_id, r.acts) for r in rows] == [("a@x", ("thank_you", "handoff")), ("b@x", ())]
+
+
+def test_identical_texts_under_different_users_share_a_fold(tmp_path):
+    """A message copied into two mailboxes (two Enron users) must sit in one fold, or CV tests on a text it
+    trained on; a text of its own keeps its user's group, and written messages keep one group each."""
+    from mailaudit.training import _fold_ids, build_dataset
+
+    copy = "Give Scott a call at x36577, he can help you with the ISDA question."
+    raws = [msg(frm=f"U{i} <u{i}@example.com>", subject=f"s{i}", body=body + "\n", message_id=f"<m{i}@example.com>",
+                date=rfc_date(2026, 3, 1 + i))
+            for i, body in enumerate([copy, f"{copy.upper()}!!", *(f"Unrelated note number {i}." for i in range(8))])]
+    db = tmp_path / "s.db"
+    assert run_cli("--db", str(db), "import", str(write_mbox(tmp_path / "in.mbox", raws))).returncode == 0
+    labels = tmp_path / "labels.csv"
+    users = ["alice", "bob", *(f"user{i % 4}" for i in range(8))]
+    labels.write_text("message_id,user,acts\n" + "".join(
+        f"<m{i}@example.com>,{u},{'handoff' if i < 2 else ''}\n" for i, u in enumerate(users)))
+    corpus = _corpus(tmp_path / "corpus")
+    conn = open_store(db)
+    data = build_dataset(conn, corpus, read_label_file(labels))
+    texts = list(data.X["text"])
+    first, second = texts.index(copy), next(i for i, t in enumerate(texts) if t.startswith(copy.upper()))
+    assert data.real[first] and data.real[second]
+    assert data.groups[first] == data.groups[second] == "user:alice"
+    assert "user:bob" not in set(data.groups) and "user:user1" in set(data.groups)
+    assert len({g for g, r in zip(data.groups, data.real, strict=True) if not r}) == int((~data.real).sum())
+    fold = _fold_ids(data, 5)
+    assert fold[first] == fold[second]
