@@ -92,7 +92,8 @@ class Model:
     def predict(self, inputs: list[MessageInput]) -> np.ndarray:
         """Per-act probabilities for messages, features included. A big batch is split over the cores by
         forked workers that inherit the loaded model (nothing is pickled or loaded again); features and
-        vectorising are pure Python and would otherwise leave every core but one idle."""
+        vectorising are pure Python and would otherwise leave every core but one idle. This process takes the
+        first share itself: a worker idling beside it would be one more copy of the model's pages in memory."""
         jobs = min(os.cpu_count() or 1, 4)
         if len(inputs) < PARALLEL_MIN_ROWS or jobs < 2 or "fork" not in mp.get_all_start_methods():
             return self.probabilities(build_features(inputs))
@@ -101,8 +102,10 @@ class Model:
         try:
             size = -(-len(inputs) // jobs)
             chunks = [inputs[i : i + size] for i in range(0, len(inputs), size)]
-            with mp.get_context("fork").Pool(len(chunks)) as pool:
-                return np.vstack(pool.map(_predict_in_worker, chunks))
+            with mp.get_context("fork").Pool(len(chunks) - 1) as pool:
+                rest = pool.map_async(_predict_in_worker, chunks[1:])
+                first = self.probabilities(build_features(chunks[0]))
+                return np.vstack([first, *rest.get()])
         finally:
             _FORKED = None
 
