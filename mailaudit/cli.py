@@ -297,7 +297,7 @@ def report(
         else:
             from mailaudit.relations import audit_store
 
-            page = ReportPage(audit_store(conn, cfg, as_of_from_date(as_of)), ReportInputs())
+            page = ReportPage(audit_store(conn, cfg, as_of_from_date(as_of)).rel, ReportInputs())
         if redact:
             from mailaudit.redact import load_pseudonyms, redact_page
 

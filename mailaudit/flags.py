@@ -36,7 +36,7 @@ EDGE_COLUMNS = (
 
 @dataclass(frozen=True)
 class Prepared:
-    """Everything a rule reads; built by relations.prepare from the frames, for one as_of."""
+    """Everything a rule reads; built by edges.contact_prepared for a chunk of contacts, for one as_of."""
 
     edges: pd.DataFrame  # EDGE_COLUMNS; mine = the owner sent it; n_other = other people on To/Cc
     messages: pd.DataFrame  # id, thread, ts, sender (a cid, ME, or -2 for anyone else); non-bulk, before as_of

@@ -29,7 +29,7 @@ RECIPIENT_COLUMNS: dict[str, str] = {"message": "int64", "addr": "object", "kind
 
 # each act as a 0/1 column, from the user's label where there is one, else the model's prediction
 # (store.load_effective_acts, done in SQL: no per-message Python objects)
-_ACTS_SQL = ", ".join(f"instr(';' || coalesce(l.acts, p.acts, '') || ';', ';{a};') > 0 AS {a}" for a in ACTS)
+ACTS_SQL = ", ".join(f"instr(';' || coalesce(l.acts, p.acts, '') || ';', ';{a};') > 0 AS {a}" for a in ACTS)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def load_frames(
     """
     raw = read_frame(
         conn,
-        "SELECT m.id, m.message_id, m.thread_id, m.date_ts AS ts, m.from_addr, m.is_reply, m.bulk, " + _ACTS_SQL +
+        "SELECT m.id, m.message_id, m.thread_id, m.date_ts AS ts, m.from_addr, m.is_reply, m.bulk, " + ACTS_SQL +
         " FROM messages m LEFT JOIN labels l ON l.message = m.id LEFT JOIN predictions p ON p.message = m.id"
         " WHERE m.date_ts IS NOT NULL ORDER BY m.id",
         shared=("from_addr", "bulk"),
@@ -74,14 +74,19 @@ def load_frames(
     raw["from_addr"] = raw["from_addr"].fillna("")
     recipients = read_frame(conn, "SELECT message, addr, kind FROM recipients", shared=("addr", "kind"))
     names = dict(conn.execute("SELECT addr, name FROM names"))
-    me = {normalise_address(a) for a in load_identity(conn)} | {normalise_address(a) for a in extra_me}
     return Frames(
         messages=declare(raw, MESSAGE_COLUMNS),
         recipients=declare(recipients, RECIPIENT_COLUMNS),
         names=names,
-        me=tuple(sorted(a for a in me if a)),
+        me=owner_addresses(conn, extra_me),
         model=load_model_info(conn, card_dirs),
     )
+
+
+def owner_addresses(conn: sqlite3.Connection, extra_me: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The owner's addresses, normalised and sorted: the identity table's and the configured ones."""
+    me = {normalise_address(a) for a in load_identity(conn)} | {normalise_address(a) for a in extra_me}
+    return tuple(sorted(a for a in me if a))
 
 
 def read_frame(conn: sqlite3.Connection, sql: str, shared: tuple[str, ...] = (), chunk: int = 100_000) -> pd.DataFrame:

@@ -21,7 +21,8 @@ import pandas as pd
 
 from mailaudit import flags as flag_rules
 from mailaudit.addresses import normalise_address
-from mailaudit.relations import STATUSES, Relations, merge_map
+from mailaudit.edges import merge_map
+from mailaudit.relations import STATUSES, Relations
 from mailaudit.report_history import EvidenceMessage, ReportRun
 
 if TYPE_CHECKING:

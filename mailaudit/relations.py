@@ -5,17 +5,18 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from mailaudit.addresses import is_noreply, normalise_address
+from mailaudit import edgestore
 from mailaudit.config import Config, RelationsConfig
-from mailaudit.flags import BRUISING, DAY, EDGE_COLUMNS, EPS, ME, ONE_WAY, Prepared, build_flags
-from mailaudit.frames import Frames, load_frames
-from mailaudit.store import ACTS
+from mailaudit.edges import CHUNK_EDGES, display_names, frame_chunks, merge_map
+from mailaudit.flags import BRUISING, DAY, EPS, FLAGS, ONE_WAY, Prepared, build_flags
+from mailaudit.frames import Frames, load_model_info, owner_addresses
 
 STATUSES = ("bruised", "one_way", "drifting", "dormant", "healthy")
 # The metrics of one contact, in the order of the JSON export; the windowed ones cover the report window.
@@ -49,10 +50,30 @@ def as_of_from_date(day: date | datetime | None) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def audit_store(conn: sqlite3.Connection, cfg: Config, as_of: datetime | None = None) -> Relations:
-    """Load the store's messages and acts and audit every relationship as of `as_of` (default now)."""
-    frames = load_frames(conn, cfg.identity.addresses)
-    return build_relations(frames, cfg.relations, as_of, cfg.identity.merge)
+@dataclass(frozen=True)
+class Audit:
+    """The audit and, for the report's charts, each contact's monthly activity (ACTIVITY_COLUMNS)."""
+
+    rel: Relations
+    activity: pd.DataFrame
+
+
+ACTIVITY_COLUMNS = ("contact", "month", "mine", "n", "asks", "gives")  # month = year * 12 + month - 1
+
+
+def audit_store(
+    conn: sqlite3.Connection, cfg: Config, as_of: datetime | None = None, months: int = 0,
+    chunk_edges: int = CHUNK_EDGES,
+) -> Audit:
+    """Audit every relationship in the store as of `as_of` (default now), a chunk of contacts at a time, with the
+    activity of the last `months` months. Memory follows the chunk and the contact table, not the mailbox."""
+    cfg_rel, as_of = _defaults(cfg.relations, as_of)
+    me = set(owner_addresses(conn, cfg.identity.addresses))
+    keyed = merge_map(cfg.identity.merge, me)
+    names = display_names(dict(conn.execute("SELECT addr, name FROM names")), keyed)
+    chunks = edgestore.store_chunks(conn, me, keyed, names, int(as_of.timestamp()), cfg_rel, chunk_edges)
+    return audit_chunks(chunks, cfg_rel, as_of, tuple(sorted(me)), names, load_model_info(conn),
+                        lambda pks: edgestore.message_ids(conn, pks), months)
 
 
 def build_relations(
@@ -60,128 +81,107 @@ def build_relations(
     cfg: RelationsConfig | None = None,
     as_of: datetime | None = None,
     merge: tuple[tuple[str, ...], ...] = (),
+    chunk_edges: int = CHUNK_EDGES,
 ) -> Relations:
     """Metrics, flags and a status per contact; `merge` lists address groups that are one person."""
-    return build_relations_prepared(frames, cfg, as_of, merge)[0]
+    return audit_frames(frames, cfg, as_of, merge, chunk_edges=chunk_edges).rel
 
 
-def build_relations_prepared(
+def audit_frames(
     frames: Frames,
     cfg: RelationsConfig | None = None,
     as_of: datetime | None = None,
     merge: tuple[tuple[str, ...], ...] = (),
-) -> tuple[Relations, Prepared]:
-    """build_relations, also returning its contact edges, so the report's charts need not rebuild them."""
-    cfg = cfg or RelationsConfig()
+    months: int = 0,
+    chunk_edges: int = CHUNK_EDGES,
+) -> Audit:
+    """audit_store over frames already in memory (tests, benches, anything not read from a store)."""
+    cfg, as_of = _defaults(cfg, as_of)
+    keyed = merge_map(merge, set(frames.me))
+    names = display_names(frames.names, keyed)
+    chunks = frame_chunks(frames, cfg, int(as_of.timestamp()), keyed, names, chunk_edges)
+    ids = frames.messages.loc[:, ["id", "message_id"]]
+
+    def message_ids(pks: set[int]) -> dict[int, str]:
+        found = ids[ids["id"].isin(pks).to_numpy()]
+        return {int(i): f"<{v}>" for i, v in found.itertuples(index=False) if v}
+
+    return audit_chunks(chunks, cfg, as_of, frames.me, names, frames.model, message_ids, months)
+
+
+def _defaults(cfg: RelationsConfig | None, as_of: datetime | None) -> tuple[RelationsConfig, datetime]:
     as_of = as_of or as_of_from_date(None)
-    if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=UTC)
-    p = prepare(frames, cfg, int(as_of.timestamp()), merge)
-    flags = build_flags(p)
-    contacts = build_metrics(p)
-    contacts.insert(0, "contact", p.keys)
-    contacts.insert(1, "name", [p.names.get(k, "") for k in p.keys])
-    contacts.insert(2, "status", _statuses(contacts, flags, p))
-    contacts.insert(3, "flags", _flag_summary(flags, len(p.keys)))
+    return cfg or RelationsConfig(), as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+
+
+def audit_chunks(
+    chunks: Iterable[Prepared],
+    cfg: RelationsConfig,
+    as_of: datetime,
+    me: tuple[str, ...],
+    names: dict[str, str],
+    model: dict[str, object],
+    message_ids: Callable[[set[int]], dict[int, str]],
+    months: int = 0,
+) -> Audit:
+    """Each chunk's contacts audited on their own (every metric and rule is per contact), then put together:
+    contacts most troubled first, flags in FLAGS order, evidence as Message-IDs."""
+    contact_parts, flag_parts, activity_parts = [], [], []
+    for p in chunks:
+        flags = build_flags(p)
+        contacts = build_metrics(p)
+        contacts.insert(0, "contact", p.keys)
+        contacts.insert(1, "name", [p.names.get(k, "") for k in p.keys])
+        contacts.insert(2, "status", _statuses(contacts, flags, p))
+        contacts.insert(3, "flags", _flag_summary(flags, len(p.keys)))
+        contact_parts.append(contacts.loc[:, list(CONTACT_COLUMNS)])
+        flag_parts.append(flags.assign(contact=p.keys[flags["cid"].to_numpy(dtype=np.int64)]).drop(columns="cid"))
+        activity_parts.append(monthly_activity(p, as_of, months))
+    contacts = pd.concat(contact_parts, ignore_index=True)
     contacts[["reciprocity", "reciprocity_prev"]] = contacts[["reciprocity", "reciprocity_prev"]].round(3)
     rank = contacts["status"].map({s: i for i, s in enumerate(STATUSES)})
     order = np.lexsort((contacts["contact"].to_numpy(), rank.to_numpy()))
-    contacts = contacts.iloc[order].reset_index(drop=True).loc[:, list(CONTACT_COLUMNS)]
+    contacts = contacts.iloc[order].reset_index(drop=True)
     rel = Relations(
         as_of=as_of,
         window_days=cfg.window_days,
-        me=frames.me,
+        me=me,
         contacts=contacts,
-        flags=_flags_out(flags, p, frames),
-        suggested_merges=suggest_merges(p),
-        model=dict(frames.model),
+        flags=_flags_out(pd.concat(flag_parts, ignore_index=True), message_ids),
+        suggested_merges=suggest_merges(contacts["contact"].tolist(), names),
+        model=dict(model),
     )
-    return rel, p
+    return Audit(rel, pd.concat(activity_parts, ignore_index=True))
+
+
+def monthly_activity(p: Prepared, as_of: datetime, months: int) -> pd.DataFrame:
+    """ACTIVITY_COLUMNS for each contact, month and direction with mail, over the `months` months ending with the
+    report date's (none when months is 0)."""
+    e = p.edges
+    month = e["ts"].to_numpy(dtype=np.int64).astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
+    month += 1970 * 12  # months since 1970-01 -> year * 12 + month - 1
+    keep = month >= month_index(as_of) - months + 1 if months > 0 else np.zeros(len(e), dtype=bool)
+    frame = e.loc[keep, ["cid", "mine", "ask", "give"]].assign(month=month[keep])
+    grouped = frame.groupby(["cid", "month", "mine"], as_index=False).agg(
+        n=("ask", "size"), asks=("ask", "sum"), gives=("give", "sum"))
+    out = pd.DataFrame({
+        "contact": p.keys[grouped["cid"].to_numpy(dtype=np.int64)], "month": grouped["month"].astype(np.int32),
+        "mine": grouped["mine"].astype(bool), "n": grouped["n"].astype(np.int32),
+        "asks": grouped["asks"].astype(np.int32), "gives": grouped["gives"].astype(np.int32),
+    })
+    return out.loc[:, list(ACTIVITY_COLUMNS)]
+
+
+def month_index(as_of: datetime) -> int:
+    """The month of the last instant before as_of (the window is the time before it)."""
+    last = as_of - timedelta(seconds=1)
+    return last.year * 12 + last.month - 1
 
 
 def status_counts(rel: Relations) -> dict[str, int]:
     """How many contacts have each status, in STATUSES order."""
     counts = rel.contacts["status"].value_counts()
     return {s: int(counts.get(s, 0)) for s in STATUSES}
-
-
-def merge_map(merge: tuple[tuple[str, ...], ...], me: set[str]) -> dict[str, str]:
-    """Normalised address -> the contact key of its [identity.merge] group (the group's first address)."""
-    out: dict[str, str] = {}
-    for group in merge:
-        members = [a for a in (normalise_address(x) for x in group) if a and a not in me]
-        for addr in members:
-            out.setdefault(addr, members[0])
-    return out
-
-
-def prepare(frames: Frames, cfg: RelationsConfig, as_of_ts: int, merge: tuple[tuple[str, ...], ...]) -> Prepared:
-    """The contact edges: each non-bulk message before as_of, once per contact it is between the owner and."""
-    me = set(frames.me)
-    keyed = merge_map(merge, me)
-    msgs = frames.messages
-    msgs = msgs[~msgs["bulk"].to_numpy() & (msgs["ts"].to_numpy() < as_of_ts)].reset_index(drop=True)
-    from_me = msgs["from_addr"].isin(me).to_numpy()
-    sender = _rekey(msgs["from_addr"], keyed)
-    rec = frames.recipients
-    rec = rec[rec["message"].isin(msgs["id"]).to_numpy() & ~rec["addr"].isin(me).to_numpy()]
-    rec = pd.DataFrame({"message": rec["message"], "key": _rekey(rec["addr"], keyed)})
-    rec = rec[rec["key"] != ""].drop_duplicates(["message", "key"]).reset_index(drop=True)
-    edges = _edges(msgs, from_me, sender, rec)
-    cids, keys = pd.factorize(edges["key"], sort=True)
-    edges = edges.assign(cid=cids).sort_values(["cid", "ts", "message"], kind="stable").reset_index(drop=True)
-    mine = edges["mine"].astype(np.int64)
-    edges["prior_mine"] = mine.groupby(edges["cid"]).cumsum() - mine
-    edges["prior_theirs"] = (1 - mine).groupby(edges["cid"]).cumsum() - (1 - mine)
-    code = pd.Series(np.arange(len(keys)), index=keys)
-    who = np.where(from_me, ME, code.reindex(sender).fillna(-2).to_numpy()).astype(np.int64)
-    return Prepared(
-        edges=edges.loc[:, list(EDGE_COLUMNS)],
-        messages=pd.DataFrame({"id": msgs["id"], "thread": msgs["thread_id"], "ts": msgs["ts"], "sender": who}),
-        recipients=rec,
-        keys=np.asarray(keys, dtype=object),
-        names=_names(frames.names, keyed),
-        as_of_ts=as_of_ts,
-        window_start=as_of_ts - cfg.window_days * DAY,
-        cfg=cfg,
-    )
-
-
-def _edges(msgs: pd.DataFrame, from_me: np.ndarray, sender: pd.Series, rec: pd.DataFrame) -> pd.DataFrame:
-    """One row per (message, contact): the owner's mail to each person on To/Cc, and each person's mail to the
-    owner; no-reply style addresses are never contacts. n_other = the other people on To/Cc."""
-    n_rc = rec.groupby("message").size()
-    sent = rec[rec["message"].isin(msgs["id"][from_me]).to_numpy()].assign(mine=True)
-    sent["n_other"] = n_rc.reindex(sent["message"]).to_numpy() - 1
-    recv = pd.DataFrame({"message": msgs["id"][~from_me], "key": sender[~from_me], "mine": False})
-    recv = recv[recv["key"] != ""]
-    on_it = pd.MultiIndex.from_frame(recv[["message", "key"]]).isin(pd.MultiIndex.from_frame(rec[["message", "key"]]))
-    recv["n_other"] = n_rc.reindex(recv["message"], fill_value=0).to_numpy() - on_it
-    edges = pd.concat([sent, recv], ignore_index=True)
-    people = pd.Series(edges["key"].unique(), dtype="object")
-    machine = set(people[people.map(is_noreply).astype(bool)])
-    edges = edges[~edges["key"].isin(machine).to_numpy()]
-    openers = msgs.sort_values(["ts", "id"], kind="stable").drop_duplicates("thread_id")["id"]
-    attrs = msgs.set_index("id").loc[:, ["thread_id", "ts", "is_reply", *ACTS]]
-    edges = edges.join(attrs, on="message").rename(columns={"thread_id": "thread", "intro_request": "ask"})
-    edges["opener"] = edges["message"].isin(openers).to_numpy()
-    edges["give"] = (edges["handoff"] | edges["thank_you"] | edges["reciprocal_ask"]).to_numpy()
-    return edges
-
-
-def _rekey(addrs: pd.Series, keyed: dict[str, str]) -> pd.Series:
-    if not keyed:
-        return addrs
-    return pd.Series([keyed.get(a, a) for a in addrs], index=addrs.index, dtype="object")
-
-
-def _names(names: dict[str, str], keyed: dict[str, str]) -> dict[str, str]:
-    """Display names by normalised address; a merged contact takes its first named address's name."""
-    out = {normalise_address(a): n for a, n in names.items() if n}
-    for addr, key in keyed.items():
-        if key not in out and addr in out:
-            out[key] = out[addr]
-    return out
 
 
 def build_metrics(p: Prepared) -> pd.DataFrame:
@@ -267,19 +267,19 @@ def _flag_summary(flags: pd.DataFrame, n: int) -> list[str]:
     return out
 
 
-def _flags_out(flags: pd.DataFrame, p: Prepared, frames: Frames) -> pd.DataFrame:
-    """cid -> contact key, message pks -> '<Message-ID>' (messages without one are left out)."""
+def _flags_out(flags: pd.DataFrame, message_ids: Callable[[set[int]], dict[int, str]]) -> pd.DataFrame:
+    """FLAG_COLUMNS in FLAGS then DIRECTIONS order, then by contact; message pks -> '<Message-ID>' (messages
+    without one are left out)."""
     if flags.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in FLAG_COLUMNS}).astype({"ts": "int64"})
-    wanted = {m for ev in flags["evidence"] for m in ev}
-    m = frames.messages
-    ids = m.loc[m["id"].isin(wanted).to_numpy(), ["id", "message_id"]]
-    msgid = {int(i): f"<{v}>" for i, v in ids.itertuples(index=False) if v}
+    msgid = message_ids({m for ev in flags["evidence"] for m in ev})
+    rank = flags["flag"].map({f: i for i, f in enumerate(FLAGS)}) * 2 + (flags["by"] == "me")
+    flags = flags.iloc[np.lexsort((flags["contact"].to_numpy(), rank.to_numpy()))]
     return pd.DataFrame({
-        "contact": p.keys[flags["cid"].to_numpy(dtype=np.int64)],
-        "flag": flags["flag"], "by": flags["by"], "ts": flags["ts"].astype(np.int64),
+        "contact": flags["contact"].to_numpy(), "flag": flags["flag"].to_numpy(), "by": flags["by"].to_numpy(),
+        "ts": flags["ts"].to_numpy(dtype=np.int64),
         "evidence": [[msgid[m] for m in ev if m in msgid] for ev in flags["evidence"]],
-        "detail": flags["detail"],
+        "detail": flags["detail"].to_numpy(),
     })
 
 
@@ -297,16 +297,16 @@ def _name_key(name: str) -> str:
     return _NAME_SPACE.sub(" ", name).strip().casefold()
 
 
-def suggest_merges(p: Prepared) -> pd.DataFrame:
+def suggest_merges(keys: list[str], names: dict[str, str]) -> pd.DataFrame:
     """Contacts sharing one display name: likely one person with several addresses. Only suggested: merging
     is the user's call ([identity] merge)."""
     groups: dict[str, list[str]] = {}
-    for key in p.keys:
-        name_key = _name_key(p.names.get(key, ""))
+    for key in sorted(keys):
+        name_key = _name_key(names.get(key, ""))
         if name_key:
             groups.setdefault(name_key, []).append(key)
     rows = [
-        {"name": p.names[keys[0]], "contacts": sorted(keys)} for keys in groups.values() if len(keys) > 1
+        {"name": names[keys[0]], "contacts": sorted(keys)} for keys in groups.values() if len(keys) > 1
     ]
     rows.sort(key=lambda r: r["name"].casefold())
     return pd.DataFrame(rows, columns=["name", "contacts"])

@@ -8,22 +8,23 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 import numpy as np
+import pandas as pd
 from markupsafe import Markup
 
 from mailaudit import __version__
 from mailaudit.config import Config, RelationsConfig, ReportConfig
 from mailaudit.errors import SourceUnavailableError
 from mailaudit.export import render_csv, render_json, write_file_atomic
-from mailaudit.flags import BRUISING, Prepared
-from mailaudit.frames import load_frames, model_card_dirs
+from mailaudit.flags import BRUISING
+from mailaudit.frames import model_card_dirs
 from mailaudit.redact import is_redacted
-from mailaudit.relations import STATUSES, Relations, as_of_from_date, build_relations_prepared
+from mailaudit.relations import STATUSES, Relations, as_of_from_date, audit_store
 from mailaudit.report_history import (
     EvidenceMessage,
     ReportRun,
@@ -75,10 +76,9 @@ class ReportFiles:
 def audit_report(conn: sqlite3.Connection, cfg: Config, as_of: datetime | None = None) -> ReportPage:
     """Audit the store as of `as_of` (default now), load what the page shows, and record this run's statuses so
     the next report can say what changed (one record per report date)."""
-    frames = load_frames(conn, cfg.identity.addresses)
-    rel, prepared = build_relations_prepared(frames, cfg.relations, as_of or as_of_from_date(None),
-                                             cfg.identity.merge)
     rc = cfg.report
+    audit = audit_store(conn, cfg, as_of or as_of_from_date(None), months=rc.chart_months)
+    rel = audit.rel
     cards = choose_cards(rel, rc.max_cards)
     wanted = set(cards)
     flags = rel.flags[rel.flags["contact"].isin(wanted).to_numpy()]
@@ -86,7 +86,7 @@ def audit_report(conn: sqlite3.Connection, cfg: Config, as_of: datetime | None =
     day = rel.as_of.strftime("%Y-%m-%d")
     inputs = ReportInputs(
         evidence=evidence,
-        activity=build_activity(prepared, rel.as_of, cards, rc.chart_months),
+        activity=build_activity(audit.activity, cards),
         cards=tuple(cards),
         previous=load_previous_run(conn, day),
         counts=load_store_counts(conn, int(rel.as_of.timestamp())),
@@ -126,33 +126,14 @@ def choose_cards(rel: Relations, limit: int) -> list[str]:
     return (first + rest)[:limit]
 
 
-def build_activity(
-    p: Prepared, as_of: datetime, contacts: list[str], months: int
-) -> dict[str, list[tuple[int, bool, int, int, int]]]:
+def build_activity(activity: pd.DataFrame, contacts: list[str]) -> dict[str, list[tuple[int, bool, int, int, int]]]:
     """Per contact: (month index = year*12 + month - 1, sent by me, messages, asks, gives) for each month and
-    direction with mail, over the `months` months ending with the report date's (the audit's contact edges)."""
-    if not contacts or p.edges.empty:
-        return {}
-    cids = np.flatnonzero(np.isin(p.keys, np.asarray(contacts, dtype=object)))
-    e = p.edges[np.isin(p.edges["cid"].to_numpy(), cids)]
-    if e.empty:
-        return {}
-    month = e["ts"].to_numpy(dtype=np.int64).astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
-    month += 1970 * 12  # months since 1970-01 -> year * 12 + month - 1
-    first = month_index(as_of) - months + 1
-    keep = month >= first
-    frame = e.loc[keep, ["cid", "mine", "ask", "give"]].assign(month=month[keep])
-    grouped = frame.groupby(["cid", "month", "mine"]).agg(n=("ask", "size"), asks=("ask", "sum"), gives=("give", "sum"))
+    direction with mail, from the audit's activity (relations.ACTIVITY_COLUMNS)."""
+    rows = activity[activity["contact"].isin(contacts).to_numpy()]
     out: dict[str, list[tuple[int, bool, int, int, int]]] = {}
-    for (cid, m, mine), n, asks, gives in grouped.itertuples(name=None):
-        out.setdefault(str(p.keys[cid]), []).append((int(m), bool(mine), int(n), int(asks), int(gives)))
+    for contact, m, mine, n, asks, gives in rows.itertuples(index=False, name=None):
+        out.setdefault(str(contact), []).append((int(m), bool(mine), int(n), int(asks), int(gives)))
     return out
-
-
-def month_index(as_of: datetime) -> int:
-    """The month of the last instant before as_of (the window is the time before it)."""
-    last = as_of - timedelta(seconds=1)
-    return last.year * 12 + last.month - 1
 
 
 def read_model_card(version: str | None, dirs: list[Path] | None = None) -> dict[str, object]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from mailaudit.flags import DIRECTIONS, FLAGS
 from mailaudit.redact import is_redacted
-from mailaudit.relations import STATUSES, Relations
+from mailaudit.relations import STATUSES, Relations, month_index
 from mailaudit.report import (
     ATTENTION,
     GMAIL_THREAD_URL,
@@ -20,7 +20,6 @@ from mailaudit.report import (
     ReportInputs,
     attention_order,
     choose_cards,
-    month_index,
 )
 from mailaudit.report_history import EvidenceMessage
 
