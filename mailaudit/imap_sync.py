@@ -255,6 +255,19 @@ class ImapAccount:
         self.who = f"account '{account.name}'"
         self.where = f"{account.host}:{account.effective_port}"
 
+    def worker_copy(self) -> ImapAccount:
+        """The same account for another process: no connection yet (it opens its own on first use), the
+        folders' known UIDVALIDITY kept, so a change is still noticed there."""
+        twin = ImapAccount(self.account, self.sync, self.credential, self.sleep)
+        twin._validity = dict(self._validity)
+        return twin
+
+    def expect_uidvalidity(self, folder: str, uidvalidity: int) -> None:
+        """The UIDVALIDITY the caller's cursor has: selecting the folder under another raises UidValidityChanged."""
+        if self._validity.setdefault(folder, uidvalidity) != uidvalidity:
+            self._validity[folder] = uidvalidity
+            self._selected = None
+
     # --- connection ---------------------------------------------------------------------------------------
 
     def connect(self) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,7 +40,7 @@ if TYPE_CHECKING:  # parsing is imported when there is mail to parse: a no-chang
 
 log = logging.getLogger(__name__)
 
-POOL_MIN_MESSAGES = 2000  # below this, parsing in worker processes costs more than it saves
+POOL_MIN_MESSAGES = 2000  # below this, fetching and parsing in worker processes costs more than it saves
 RELINK_BATCH = 2000
 # MIME damage that only says we cut the text short, not that the message is broken
 _TRUNCATION_DEFECTS = {"CloseBoundaryNotFoundDefect", "StartBoundaryNotFoundDefect", "InvalidBase64PaddingDefect",
@@ -76,16 +80,12 @@ def sync_accounts(
     progress = progress or SilentProgress()
     accounts = _select(cfg, names)
     summary = SyncSummary(accounts=len(accounts))
-    parsers = _Parsers(cfg.parse)
-    try:
-        for account in accounts:
-            try:
-                sync_account(conn, cfg, account, progress, summary, parsers)
-            except MailauditError as exc:
-                log.debug("%s failed: %s", account.name, exc)
-                summary.failures.append(exc)
-    finally:
-        parsers.close()
+    for account in accounts:
+        try:
+            sync_account(conn, cfg, account, progress, summary)
+        except MailauditError as exc:
+            log.debug("%s failed: %s", account.name, exc)
+            summary.failures.append(exc)
     changed = summary.total("new") or summary.total("relinked") or summary.total("duplicates")
     # an earlier run killed after storing a batch left messages unthreaded: settle them now
     if changed or store.has_unthreaded(conn):
@@ -125,13 +125,10 @@ def credential_for(account: AccountConfig) -> Callable[[bool], str]:
 
 
 def sync_account(
-    conn: sqlite3.Connection, cfg: Config, account: AccountConfig, progress: Progress, summary: SyncSummary,
-    parsers: _Parsers | None = None,
+    conn: sqlite3.Connection, cfg: Config, account: AccountConfig, progress: Progress, summary: SyncSummary
 ) -> None:
     imap = ImapAccount(account, cfg.sync, credential_for(account))
     imap.connect()
-    own_parsers = parsers is None
-    parsers = parsers or _Parsers(cfg.parse)
     try:
         try:
             plans = plan_folders(imap.list_folders(), imap.capabilities, account.folders)
@@ -142,7 +139,7 @@ def sync_account(
         for plan in plans:
             for attempt in range(3):
                 try:
-                    summary.folders.append(_sync_folder(conn, cfg, imap, plan, progress, parsers))
+                    summary.folders.append(_sync_folder(conn, cfg, imap, plan, progress))
                     break
                 except UidValidityChanged:
                     if attempt == 2:
@@ -153,13 +150,10 @@ def sync_account(
                                 account.name, plan.name)
     finally:
         imap.close()
-        if own_parsers:
-            parsers.close()
 
 
 def _sync_folder(
-    conn: sqlite3.Connection, cfg: Config, imap: ImapAccount, plan: FolderPlan, progress: Progress,
-    parsers: _Parsers,
+    conn: sqlite3.Connection, cfg: Config, imap: ImapAccount, plan: FolderPlan, progress: Progress
 ) -> FolderSummary:
     account = imap.account.name
     fs = FolderSummary(account, plan.name)
@@ -182,7 +176,7 @@ def _sync_folder(
     label = f"{account}/{plan.name}"
     progress.begin(label, len(uids), "msg")
     try:
-        _fetch_and_save(conn, cfg, imap, plan, src.id, status, uids, parsers, progress, fs)
+        _fetch_and_save(conn, cfg, imap, plan, src.id, status, uids, progress, fs)
     finally:
         progress.end()
     store.mark_source_complete(conn, src.id)
@@ -198,53 +192,94 @@ def _max_known(conn: sqlite3.Connection, source_id: int) -> int:
 
 def _fetch_and_save(
     conn: sqlite3.Connection, cfg: Config, imap: ImapAccount, plan: FolderPlan, source_id: int,
-    status: FolderStatus, uids: list[int], parsers: _Parsers, progress: Progress, fs: FolderSummary,
+    status: FolderStatus, uids: list[int], progress: Progress, fs: FolderSummary,
 ) -> None:
-    """Fetch batch k+1 while batch k is parsed, then store batch k with its cursor; commits stay in UID order."""
+    """Fetch, parse and store the batches; commits stay in UID order, each with its cursor. A big first sync
+    fetches and parses in worker processes, each on its own connection, a few batches ahead of the writer."""
     account = imap.account.name
     batches = uid_batches(uids, cfg.sync.batch_size)
     if not batches:
         syncstore.save_imap_cursor(conn, source_id, account, plan.name, status.uidvalidity, status.uidnext - 1)
         return
-    big = len(uids) >= POOL_MIN_MESSAGES
-    if big:
-        parsers.start()
-    pending: tuple[list[int], list[ImapMessage], Future] | None = None
+    pending: deque[tuple[list[int], Future]] = deque()
 
-    def commit(batch: list[int], msgs: list[ImapMessage], parsed: Future, final: bool) -> None:
+    def commit(batch: list[int], fetched: Fetched) -> None:
         items: list[syncstore.ImapItem] = []
-        for m, (pm, chash) in zip(msgs, parsed.result(), strict=True):
-            if m.spam_or_trash:
-                items.append((str(m.uid), None, False, None))
+        metas, parsed = fetched
+        for (uid, junk, sent, gm_msgid), (pm, chash) in zip(metas, parsed, strict=True):
+            if junk:
+                items.append((str(uid), None, False, None))
             elif chash:
-                items.append((str(m.uid), pm, plan.sent or m.sent, m.gm_msgid, chash))
+                items.append((str(uid), pm, plan.sent or sent, gm_msgid, chash))
             else:
-                items.append((str(m.uid), pm, plan.sent or m.sent, m.gm_msgid))
-        top = max(batch[-1], status.uidnext - 1) if final else batch[-1]
+                items.append((str(uid), pm, plan.sent or sent, gm_msgid))
+        top = max(batch[-1], status.uidnext - 1) if batch is batches[-1] else batch[-1]
         res = syncstore.save_imap_batch(conn, source_id, account, plan.name, status.uidvalidity, items, top)
-        fs.fetched += len(msgs)
+        fs.fetched += len(metas)
         fs.new += res.new
         fs.duplicates += res.duplicates
-        fs.skipped += res.skipped + len(batch) - len(msgs)
+        fs.skipped += res.skipped + len(batch) - len(metas)
         fs.defects += res.defects
         progress.advance(len(batch), len(batch))
 
-    # a big first sync checkpoints the WAL in a thread, off the commit path
-    with store.background_checkpoints(conn) if big else contextlib.nullcontext():
+    def store_ready(ahead: int) -> None:
+        """Commit the oldest batches until at most `ahead` are in flight (a failed one raises, stays queued)."""
+        while len(pending) > ahead:
+            batch, fut = pending[0]
+            fetched = fut.result()
+            pending.popleft()
+            commit(batch, fetched)
+
+    workers = fetch_workers() if len(uids) >= POOL_MIN_MESSAGES else 1
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(_fetch_pool(imap, cfg.parse, workers))
+            stack.enter_context(store.background_checkpoints(conn))  # WAL checkpoints off the commit path
+            submit: Callable[[list[int]], Future] = functools.partial(
+                pool.submit, _fetch_in_worker, plan.name, status.uidvalidity, plan.gmail, cfg.sync.text_prefix_bytes)
+        else:
+            submit = functools.partial(_fetch_here, imap, plan.name, plan.gmail, cfg.sync.text_prefix_bytes, cfg.parse)
         try:
             for batch in batches:
-                msgs = imap.fetch_messages(plan.name, batch, plan.gmail, cfg.sync.text_prefix_bytes)
-                parsed = parsers.submit(msgs)
-                if pending is not None:
-                    done, pending = pending, None
-                    commit(*done, final=False)
-                pending = (batch, msgs, parsed)
-            done, pending = pending, None
-            commit(*done, final=True)
+                pending.append((batch, submit(batch)))
+                store_ready(2 * workers - 2)
+            store_ready(0)
         finally:
-            if pending is not None:  # the connection is gone for good: keep the batch already fetched
-                with contextlib.suppress(Exception):
-                    commit(*pending, final=False)
+            # the connection is gone for good: keep what was fetched before the failure, in order
+            with contextlib.suppress(Exception):
+                while pending and pending[0][1].done() and pending[0][1].exception() is None:
+                    batch, fut = pending.popleft()
+                    commit(batch, fut.result())
+
+
+# per message fetched: (uid, spam or trash, sent, Gmail message id); and its parse with its content hash (None:
+# the writer computes it)
+Fetched = tuple[list[tuple[int, bool, bool, "str | None"]], list[tuple["ParsedMessage", "str | None"]]]
+
+
+def fetch_parsed(
+    imap: ImapAccount, uids: list[int], folder: str, gmail: bool, prefix: int, cfg: ParseConfig, hashed: bool
+) -> Fetched:
+    """One batch fetched (headers and a bounded text prefix) and parsed; `hashed`: with content hashes."""
+    msgs = imap.fetch_messages(folder, uids, gmail, prefix)
+    parsed = parse_fetched(msgs, cfg)
+    metas = [(m.uid, m.spam_or_trash, m.sent, m.gm_msgid) for m in msgs]
+    return metas, [(pm, pm.content_hash() if hashed else None) for pm in parsed]
+
+
+def _fetch_here(imap: ImapAccount, folder: str, gmail: bool, prefix: int, cfg: ParseConfig, uids: list[int]) -> Future:
+    """fetch_parsed in this process, as a future already done (the writer hashes as it stores)."""
+    fut: Future = Future()
+    fut.set_result(fetch_parsed(imap, uids, folder, gmail, prefix, cfg, hashed=False))
+    return fut
+
+
+def fetch_workers() -> int:
+    """Worker processes for a big first sync: one a core (the writer mostly waits on them), at most 4; none
+    where processes cannot fork (a worker inherits the account and its credential, which do not pickle)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def _relink(
@@ -290,58 +325,43 @@ def parse_fetched(msgs: list[ImapMessage], cfg: ParseConfig) -> list[ParsedMessa
     return out
 
 
-def _parse_hashed(msgs: list[ImapMessage], cfg: ParseConfig) -> list[tuple[ParsedMessage, str]]:
-    """In a worker: parse, and hash there too, which takes that off the writer's thread."""
-    return [(pm, pm.content_hash()) for pm in parse_fetched(msgs, cfg)]
+_WORKER: tuple[ImapAccount, ParseConfig] | None = None  # in a fetch worker: its own connection and parse config
 
 
-def _init_worker() -> None:
+@contextlib.contextmanager
+def _fetch_pool(imap: ImapAccount, cfg: ParseConfig, workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Forked workers that fetch and parse: the IMAP response lexer is pure Python, as is the parser, and in
+    the writer they left every core but one idle. Each worker logs in with the credential already fetched."""
+    ctx = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(imap.worker_copy(), cfg))
+    try:
+        pool.submit(int).result()  # fork every worker now, before the writer starts its checkpoint thread
+        yield pool
+    except BaseException:
+        workers_now = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers_now:  # a worker may be waiting out a backoff: the writer has given up already
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
+def _init_worker(imap: ImapAccount, cfg: ParseConfig) -> None:
+    global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if sys.platform.startswith("linux"):
         import ctypes
 
         # die with the parent, even when it is killed with SIGKILL
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _WORKER = (imap, cfg)
+    multiprocessing.util.Finalize(None, imap.close, exitpriority=10)  # LOGOUT when the pool shuts down
 
 
-class _Parsers:
-    """Parse in worker processes during a large first sync (parsing is most of its cost), in-process otherwise."""
-
-    def __init__(self, cfg: ParseConfig) -> None:
-        self.cfg = cfg
-        self.pool = None  # a ProcessPoolExecutor once started
-        self.workers = max(1, min(os.cpu_count() or 1, 4))
-
-    def start(self) -> None:
-        if self.pool is None and self.workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
-
-    def submit(self, msgs: list[ImapMessage]) -> Future:
-        """A future of [(parsed message, its content hash, or None when the writer is to compute it)]."""
-        if self.pool is None or len(msgs) < 50:
-            done: Future = Future()
-            done.set_result([(pm, None) for pm in parse_fetched(msgs, self.cfg)])
-            return done
-        step = -(-len(msgs) // self.workers)
-        parts = [self.pool.submit(_parse_hashed, msgs[i:i + step], self.cfg) for i in range(0, len(msgs), step)]
-        return _Joined(parts)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-
-
-class _Joined(Future):
-    """The results of several futures, concatenated in order."""
-
-    def __init__(self, parts: list[Future]) -> None:
-        super().__init__()
-        self.parts = parts
-
-    def result(self, timeout: float | None = None) -> list[tuple[ParsedMessage, str]]:  # type: ignore[override]
-        return [pm for part in self.parts for pm in part.result(timeout)]
+def _fetch_in_worker(folder: str, uidvalidity: int, gmail: bool, prefix: int, uids: list[int]) -> Fetched:
+    """In a worker: fetch and parse one batch. A folder whose UIDVALIDITY is no longer the one the writer's cursor
+    has raises UidValidityChanged, as it would in the writer."""
+    assert _WORKER is not None
+    imap, cfg = _WORKER
+    imap.expect_uidvalidity(folder, uidvalidity)
+    return fetch_parsed(imap, uids, folder, gmail, prefix, cfg, hashed=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import mailaudit.sync
 from mailaudit.config import Config, load_config, parse_config
 from mailaudit.errors import AuthError, ConfigError, SourceUnavailableError
 from mailaudit.store import open_store
@@ -249,7 +250,44 @@ class RestartAfterFirstBatch:
         pass
 
 
-def test_server_restart_mid_sync_reconnects_and_finishes(dovecot, tmp_path, conn, caplog):  # noqa: F811
+@pytest.fixture(params=["writer", "workers"])
+def fetch_mode(request, monkeypatch) -> str:
+    """A sync fetched by the writer itself, or (as a big first sync is) by two worker processes, each on its own
+    connection; here even a small mailbox takes the workers' path."""
+    if request.param == "workers":
+        monkeypatch.setattr(mailaudit.sync, "POOL_MIN_MESSAGES", 1)
+        monkeypatch.setattr(mailaudit.sync, "fetch_workers", lambda: 2)
+    return request.param
+
+
+def logins(d: Dovecot) -> int:
+    return d.log_text().count("Login: user=<")
+
+
+def test_workers_store_exactly_what_the_writer_stores(dovecot, tmp_path, monkeypatch):  # noqa: F811
+    d = dovecot
+    d.deliver("INBOX", received(300, body="Hello Pat, here is the deck. Thanks so much for the intro!"))
+    d.deliver("Sent", sent(40), seen=True)
+    cols = "message_id, direction, from_addr, subject, date_ts, content_hash, own_text, body_text, size"
+    rows = {}
+    for mode in ("writer", "workers"):
+        if mode == "workers":
+            monkeypatch.setattr(mailaudit.sync, "POOL_MIN_MESSAGES", 1)
+            monkeypatch.setattr(mailaudit.sync, "fetch_workers", lambda: 2)
+        before = logins(d)
+        c = open_store(tmp_path / f"{mode}.db")
+        s = sync_accounts(c, config(d, tmp_path, batch=23))
+        assert s.total("new") == 340
+        rows[mode] = sorted(c.execute(f"SELECT {cols} FROM messages JOIN texts ON texts.message = messages.id"))
+        assert q(c, "SELECT count(*) FROM messages WHERE thread_id IS NULL") == 0
+        assert q(c, "SELECT group_concat(last_uid) FROM imap_folders ORDER BY folder") in ("300,40", "40,300")
+        c.close()
+        wait_logouts(d, len(session_lines(d)) + 1)
+        assert logins(d) - before == (1 if mode == "writer" else 5)  # the writer, then 2 workers a folder
+    assert rows["workers"] == rows["writer"] and len(rows["writer"]) == 340
+
+
+def test_server_restart_mid_sync_reconnects_and_finishes(dovecot, tmp_path, conn, caplog, fetch_mode):  # noqa: F811
     d = dovecot
     d.deliver("INBOX", received(1200))
     cfg = config(d, tmp_path, batch=100)
@@ -260,10 +298,13 @@ def test_server_restart_mid_sync_reconnects_and_finishes(dovecot, tmp_path, conn
     assert progress.done
     assert s.total("new") == 1200 and q(conn, "SELECT count(*) FROM messages") == 1200
     assert q(conn, "SELECT count(*) FROM locations") == 1200
-    assert any("reconnecting" in r.getMessage() for r in caplog.records)
+    if fetch_mode == "writer":  # a worker logs its reconnects in its own process
+        assert any("reconnecting" in r.getMessage() for r in caplog.records)
+    else:
+        assert logins(d) >= 4  # the writer and 2 workers, then the workers again after the restart
 
 
-def test_connection_never_back_is_one_error_and_keeps_committed_batches(dovecot, tmp_path, conn):  # noqa: F811
+def test_connection_never_back_is_one_error_and_keeps_committed_batches(dovecot, tmp_path, conn, fetch_mode):  # noqa: F811
     d = dovecot
     d.deliver("INBOX", received(400))
     cfg = parse_config(tomllib.loads(
@@ -331,7 +372,7 @@ def test_kill_9_mid_sync_then_rerun_is_exact(dovecot, tmp_path):  # noqa: F811
     import psutil
 
     orphans = [p for p in psutil.process_iter(["cmdline"]) if str(db) in " ".join(p.info["cmdline"] or [])]
-    assert not orphans, "parser workers outlived the killed sync"
+    assert not orphans, "fetch workers outlived the killed sync"
 
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
