@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import multiprocessing
-import multiprocessing.util
 import os
 import signal
 import sqlite3
@@ -14,7 +12,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,7 +33,9 @@ from mailaudit.progress import Progress, SilentProgress
 from mailaudit.secrets import fetch_access_token, fetch_password
 from mailaudit.settle import settle
 
-if TYPE_CHECKING:  # parsing is imported when there is mail to parse: a no-change sync starts faster without it
+if TYPE_CHECKING:  # parsing and processes are imported when there is mail: a no-change sync starts faster
+    from concurrent.futures import ProcessPoolExecutor
+
     from mailaudit.parse import ParsedMessage
 
 log = logging.getLogger(__name__)
@@ -277,6 +277,8 @@ def _fetch_here(imap: ImapAccount, folder: str, gmail: bool, prefix: int, cfg: P
 def fetch_workers() -> int:
     """Worker processes for a big first sync: one a core (the writer mostly waits on them), at most 4; none
     where processes cannot fork (a worker inherits the account and its credential, which do not pickle)."""
+    import multiprocessing
+
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
@@ -332,6 +334,9 @@ _WORKER: tuple[ImapAccount, ParseConfig] | None = None  # in a fetch worker: its
 def _fetch_pool(imap: ImapAccount, cfg: ParseConfig, workers: int) -> Iterator[ProcessPoolExecutor]:
     """Forked workers that fetch and parse: the IMAP response lexer is pure Python, as is the parser, and in
     the writer they left every core but one idle. Each worker logs in with the credential already fetched."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     ctx = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(imap.worker_copy(), cfg))
     try:
@@ -355,6 +360,8 @@ def _init_worker(imap: ImapAccount, cfg: ParseConfig) -> None:
         # die with the parent, even when it is killed with SIGKILL
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     _WORKER = (imap, cfg)
+    import multiprocessing.util
+
     multiprocessing.util.Finalize(None, imap.close, exitpriority=10)  # LOGOUT when the pool shuts down
 
 

@@ -811,8 +811,10 @@ def test_sync_keeps_forgotten_contacts_out(dovecot, tmp_path, conn):  # noqa: F8
 
 
 def test_no_change_sync_path_imports_no_parser():
-    """A sync that finds nothing new never parses: the email parser, zoning and html2text stay unloaded."""
+    """A sync that finds nothing new never parses nor starts workers: the email parser, zoning, html2text and
+    multiprocessing stay unloaded."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mailaudit.cli, mailaudit.sync"],
                          capture_output=True, text=True, check=True)
     modules = {ln.split("|")[-1].strip() for ln in res.stderr.splitlines() if "|" in ln}
-    assert not modules & {"mailaudit.parse", "mailaudit.zoning", "html2text", "mailaudit.ingest"}
+    assert not modules & {"mailaudit.parse", "mailaudit.zoning", "html2text", "mailaudit.ingest", "multiprocessing",
+                          "concurrent.futures.process"}
