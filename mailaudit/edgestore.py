@@ -110,7 +110,7 @@ def _save_slice(
     stored = pd.DataFrame({
         "contact": [contacts.setdefault(k, len(contacts)) for k in edges["key"]],
         "message": edges["message"], "ts": edges["ts"], "thread": edges["thread"],
-        "bits": sum(edges[c].to_numpy(dtype=np.int64) << i for i, c in enumerate(_BITS)) if len(edges) else 0,
+        "bits": sum(edges[c].to_numpy(dtype=np.int64) << i for i, c in enumerate(_BITS)),
         "n_other": edges["n_other"],
     })
     own = msgs.loc[msgs["from_addr"].isin(me).to_numpy(), ["id", "thread_id", "ts"]]

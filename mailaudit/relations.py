@@ -68,11 +68,11 @@ def audit_store(
     """Audit every relationship in the store as of `as_of` (default now), a chunk of contacts at a time, with the
     activity of the last `months` months. Memory follows the chunk and the contact table, not the mailbox."""
     cfg_rel, as_of = _defaults(cfg.relations, as_of)
-    me = set(owner_addresses(conn, cfg.identity.addresses))
-    keyed = merge_map(cfg.identity.merge, me)
+    me = owner_addresses(conn, cfg.identity.addresses)
+    keyed = merge_map(cfg.identity.merge, set(me))
     names = display_names(dict(conn.execute("SELECT addr, name FROM names")), keyed)
-    chunks = edgestore.store_chunks(conn, me, keyed, names, int(as_of.timestamp()), cfg_rel, chunk_edges)
-    return audit_chunks(chunks, cfg_rel, as_of, tuple(sorted(me)), names, load_model_info(conn),
+    chunks = edgestore.store_chunks(conn, set(me), keyed, names, int(as_of.timestamp()), cfg_rel, chunk_edges)
+    return audit_chunks(chunks, cfg_rel, as_of, me, names, load_model_info(conn),
                         lambda pks: edgestore.message_ids(conn, pks), months)
 
 
