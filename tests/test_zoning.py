@@ -110,13 +110,17 @@ _PIECES = ["On Mon, Pat wrote:", "---- Forwarded by Ann/HOU/ECT", "-----Original
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(_PIECES), max_size=12), st.lists(st.sampled_from(["\n", " ", ""]), max_size=12))
-def test_prefilters_never_skip_a_text_the_patterns_match(pieces, seps):
+@given(st.lists(st.sampled_from(_PIECES), max_size=12), st.lists(st.sampled_from(["\n", " ", ""]), max_size=12),
+       st.floats(0, 1))
+def test_prefilters_never_skip_a_text_the_patterns_match(pieces, seps, cut):
     """The cheap literal checks before the marker and signature searches are exact: whenever a pattern
-    matches, its check says it may."""
+    matches a text, or the start of one (the checks read a prefix of the text lowered once), its check says
+    it may."""
     text = "".join(p + (seps[i] if i < len(seps) else "\n") for i, p in enumerate(pieces))
     for case in (text, text.upper(), text.lower()):
-        if zoning._CUT_MARKERS.search(case):
-            assert zoning._may_match(case, zoning._CUT_NEEDLES, colons=3)
-        if zoning._SIG_START.search(case):
-            assert zoning._may_match(case, zoning._SIG_NEEDLES)
+        low = case.lower() if case.isascii() else None
+        for end in (len(case), int(len(case) * cut)):
+            if zoning._CUT_MARKERS.search(case[:end]):
+                assert zoning._may_cut(low, end)
+            if zoning._SIG_START.search(case[:end]):
+                assert zoning._may_match(low, end, zoning._SIG_NEEDLES)
