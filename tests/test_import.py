@@ -286,7 +286,7 @@ def test_store_files_are_private(db_path, conn):
 
 
 def test_background_checkpoints_copy_committed_frames_off_the_writer(tmp_path):
-    """During a big sync the writer's COMMIT never checkpoints; a thread does, and the usual setting returns."""
+    """During a big sync a thread checkpoints, the writer only past WAL_RESTART_BYTES; the usual setting returns."""
     import os
     import time
 
@@ -297,7 +297,7 @@ def test_background_checkpoints_copy_committed_frames_off_the_writer(tmp_path):
     conn.execute("CREATE TABLE filler (x BLOB)")
     before = os.path.getsize(db)
     with store.background_checkpoints(conn, every_s=0.05):
-        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store.WAL_RESTART_BYTES // 4096
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO filler VALUES (?)", ((os.urandom(4000),) for _ in range(2000)))
         conn.execute("COMMIT")
@@ -307,4 +307,27 @@ def test_background_checkpoints_copy_committed_frames_off_the_writer(tmp_path):
         assert os.path.getsize(db) >= before + 7_000_000  # the frames reached the database file
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store.WAL_AUTOCHECKPOINT
     assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] == 2000
+    conn.close()
+
+
+def test_background_checkpoints_keep_a_streaming_writers_wal_bounded(tmp_path):
+    """A writer that never pauses still gets its WAL started over: with PASSIVE checkpoints alone the log grew
+    to everything written (6 GB into a 1,000,000-message import), since it only wraps when a batch begins with
+    every frame copied back, and the next batch always began first."""
+    import os
+
+    from mailaudit import store
+
+    db = tmp_path / "s.db"
+    conn = store.open_store(db)
+    conn.execute("CREATE TABLE filler (x BLOB)")
+    largest = 0
+    with store.background_checkpoints(conn, every_s=0.01, restart_bytes=2 << 20):
+        for _ in range(120):  # 30 MB in 256 KB batches, back to back
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO filler VALUES (?)", ((os.urandom(32 * 1024),) for _ in range(8)))
+            conn.execute("COMMIT")
+            largest = max(largest, os.path.getsize(f"{db}-wal"))
+    assert largest < 12 << 20, f"the WAL reached {largest >> 20} MB of 30 MB written"
+    assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] == 960
     conn.close()
