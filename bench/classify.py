@@ -13,9 +13,9 @@ import checkout  # noqa: F401  (first: the checkout's mailaudit, not an installe
 import numpy as np
 
 from mailaudit.acts import shipped_model_dir
-from mailaudit.classify import ACTS, Model, load_model
+from mailaudit.classify import ACTS, Model, build_model, load_model
 from mailaudit.features import MessageInput, build_features
-from mailaudit.training import build_pipeline, read_written_corpus
+from mailaudit.training import read_written_corpus
 
 
 def varied(inputs: list[MessageInput], n: int, seed: int = 3) -> list[MessageInput]:
@@ -39,7 +39,7 @@ def main() -> None:
         model = load_model(shipped_model_dir())
     except Exception:
         Y = np.array([[int(a in row) for a in ACTS] for row in acts])
-        model = Model(build_pipeline().fit(build_features(inputs), Y), {a: 0.5 for a in ACTS})
+        model = Model(build_model().fit(build_features(inputs), Y), {a: 0.5 for a in ACTS})
 
     rows = varied(inputs, args.predict)
     t = time.perf_counter()
@@ -51,7 +51,7 @@ def main() -> None:
     train_rows = varied(inputs, args.train, seed=9)
     Y = np.array([[int(a in acts[i % len(acts)]) for a in ACTS] for i in range(args.train)])
     t = time.perf_counter()
-    build_pipeline().fit(build_features(train_rows), Y)
+    build_model().fit(build_features(train_rows), Y)
     print(f"train: {args.train} labelled messages fitted in {time.perf_counter() - t:.1f} s")
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold
 
 from mailaudit import actstore
-from mailaudit.classify import ACTS, Model, best_thresholds, build_pipeline
+from mailaudit.classify import ACTS, ActBlend, Model, best_cut, best_thresholds, build_model, mix
 from mailaudit.features import NUMERIC, MessageInput, build_features
 from mailaudit.labels import LabelRow
 from mailaudit.zoning import split_own_text
@@ -144,11 +144,13 @@ def train(data: Dataset, folds: int = FOLDS) -> TrainReport:
         from mailaudit.errors import BadInputError
 
         raise BadInputError("too few labelled messages to train: need at least 3 examples of every act")
-    oof = cross_val_probabilities(data, folds)
-    thresholds = best_thresholds(data.Y, oof)
-    cv = scores(data.Y, _honest_predictions(data, oof, folds))
-    real = scores(data.Y[data.real], _honest_predictions(data, oof, folds)[data.real]) if data.real.any() else {}
-    pipeline = build_pipeline().fit(data.X, data.Y)
+    message, sentences = cross_val_probabilities(data, folds)
+    weights = best_weights(data.Y, message, sentences, data.real)
+    thresholds = best_thresholds(data.Y, mix(message, sentences, weights))
+    honest = _honest_predictions(data, message, sentences, folds)
+    cv = scores(data.Y, honest)
+    real = scores(data.Y[data.real], honest[data.real]) if data.real.any() else {}
+    model = build_model(tuple(float(w) for w in weights)).fit(data.X, data.Y)
     sizes = {
         "messages": int(len(data.Y)),
         "real_messages": int(data.real.sum()),
@@ -163,13 +165,17 @@ def train(data: Dataset, folds: int = FOLDS) -> TrainReport:
         "cv": f"{folds}-fold GroupKFold: written messages one group each, labelled real mail grouped by user "
               "(or thread), and every set of messages with the same own text (lower-cased words; e.g. one "
               "message copied into several mailboxes) moved into one group, the one most of its copies have, "
-              "so no text is in train and test at once and no user is, apart from such copies; thresholds "
-              "for a fold are chosen on the other folds' out-of-fold probabilities",
+              "so no text is in train and test at once and no user is, apart from such copies; the mixing "
+              "weights and thresholds for a fold are chosen on the other folds' out-of-fold probabilities",
         "features": ["own text word 1-2-grams (tf-idf)", "own text char_wb 3-5-grams (tf-idf, 20,000 most frequent)",
-                     "subject word 1-2-grams (tf-idf)", *NUMERIC],
-        "model": "OneVsRest(LogisticRegression(liblinear dual, class_weight=balanced, C=2)) per act",
+                     "subject word 1-2-grams (tf-idf)", *NUMERIC,
+                     "per sentence of the own text: word 1-2-grams (tf-idf); a message scores its best sentence"],
+        "model": "per act, a weighted mean of OneVsRest(LogisticRegression(liblinear dual, class_weight=balanced, "
+                 "C=2)) over the whole message and a sentence-level LogisticRegression (multiple-instance: a "
+                 "message's best sentence, C=1)",
+        "weights": {a: float(w) for a, w in zip(ACTS, weights, strict=True)},
     }
-    return TrainReport(Model(pipeline, thresholds, card), cv, real, sizes, time.perf_counter() - started)
+    return TrainReport(Model(model, thresholds, card), cv, real, sizes, time.perf_counter() - started)
 
 
 def _fold_ids(data: Dataset, folds: int) -> np.ndarray:
@@ -180,25 +186,45 @@ def _fold_ids(data: Dataset, folds: int) -> np.ndarray:
     return ids
 
 
-def cross_val_probabilities(data: Dataset, folds: int) -> np.ndarray:
-    """Out-of-fold probabilities: every message predicted by a model that never saw its group."""
+def cross_val_probabilities(data: Dataset, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold probabilities of the message model and of the sentence model: every message predicted
+    by models that never saw its group."""
     fold = _fold_ids(data, folds)
-    oof = np.zeros(data.Y.shape, dtype=float)
+    message = np.zeros(data.Y.shape, dtype=float)
+    sentences = np.zeros(data.Y.shape, dtype=float)
     for k in sorted(set(fold)):
         train_idx, test_idx = np.where(fold != k)[0], np.where(fold == k)[0]
-        pipe = build_pipeline().fit(data.X.iloc[train_idx], data.Y[train_idx])
-        oof[test_idx] = pipe.predict_proba(data.X.iloc[test_idx])
-    return oof
+        model: ActBlend = build_model().fit(data.X.iloc[train_idx], data.Y[train_idx])
+        message[test_idx], sentences[test_idx] = model.parts(data.X.iloc[test_idx])
+    return message, sentences
 
 
-def _honest_predictions(data: Dataset, oof: np.ndarray, folds: int) -> np.ndarray:
-    """Each fold thresholded with cuts picked on the OTHER folds, so no row chooses its own threshold."""
+WEIGHTS = np.linspace(0.0, 1.0, 5)
+MIN_REAL_POSITIVES = 10  # fewer labelled real examples of an act than this: choose its weight on all rows
+
+
+def best_weights(Y: np.ndarray, message: np.ndarray, sentences: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """Per act, the sentence model's share that maximises F1 (at its best threshold) on labelled real mail,
+    the figure users care about; on all rows where real mail has too few examples of the act."""
+    out = np.zeros(len(ACTS))
+    for j in range(len(ACTS)):
+        rows = real if Y[real, j].sum() >= MIN_REAL_POSITIVES else np.ones(len(Y), dtype=bool)
+        f1s = [best_cut(Y[rows, j], mix(message[rows, j], sentences[rows, j], w))[1] for w in WEIGHTS]
+        out[j] = WEIGHTS[int(np.argmax(f1s))]
+    return out
+
+
+def _honest_predictions(data: Dataset, message: np.ndarray, sentences: np.ndarray, folds: int) -> np.ndarray:
+    """Each fold mixed and thresholded with weights and cuts picked on the OTHER folds, so no row chooses
+    its own."""
     fold = _fold_ids(data, folds)
     pred = np.zeros(data.Y.shape, dtype=int)
     for k in sorted(set(fold)):
         rest, here = fold != k, fold == k
-        cuts = best_thresholds(data.Y[rest], oof[rest])
-        pred[here] = oof[here] >= np.array([cuts[a] for a in ACTS])
+        weights = best_weights(data.Y[rest], message[rest], sentences[rest], data.real[rest])
+        mixed = mix(message, sentences, weights)
+        cuts = best_thresholds(data.Y[rest], mixed[rest])
+        pred[here] = mixed[here] >= np.array([cuts[a] for a in ACTS])
     return pred
 
 

@@ -11,7 +11,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from mailaudit import classify
-from mailaudit.classify import ACTS, Model, build_pipeline
+from mailaudit.classify import ACTS, Model, build_model
 from mailaudit.features import CharNgrams, MessageInput, WordNgrams, build_features
 
 TRAIN = [
@@ -77,7 +77,7 @@ def _recording_worker(inputs: list[MessageInput]) -> np.ndarray:
 def test_forked_prediction_equals_one_process(monkeypatch, tmp_path: Path):
     rows = _inputs(len(TRAIN))
     y = np.array([[int(k % 4 == j) for j in range(len(ACTS))] for k in range(len(rows))])
-    model = Model(build_pipeline().fit(build_features(rows), y), {a: 0.5 for a in ACTS})
+    model = Model(build_model().fit(build_features(rows), y), {a: 0.5 for a in ACTS})
     batch = _inputs(103)
     serial = model.probabilities(build_features(batch))
 
