@@ -91,3 +91,16 @@ def test_forked_prediction_equals_one_process(monkeypatch, tmp_path: Path):
     workers = pids.read_text().split()  # this process predicts the first share itself, the workers the rest
     assert len(workers) == 2 and str(os.getpid()) not in workers
     assert classify._FORKED is None  # the parent does not keep the model in the worker slot
+
+
+def test_person_names_are_the_same_as_the_lookbehind_first_pattern_found():
+    """_NAME was reordered for speed; it must still skip sentence starts and the text's first word."""
+    import re
+
+    from mailaudit.features import _NAME
+
+    old = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{1,15}(?:\s[A-Z][a-z]{1,20})\b")
+    texts = ["Dana Lee said so. Sam Fox agreed, and Ana Ruiz too.", "Meet Sam Fox", "x Meet Sam Fox!",
+             "ask Bo Li. Or Al Gore? Yes Ma Am", "Ümit Öz and Ana\nRuiz", "Mc Donald ABC Def gh Ij Kl", "", "A B"]
+    assert [_NAME.findall(t) for t in texts] == [old.findall(t) for t in texts]
+    assert _NAME.findall(texts[0]) == ["Ana Ruiz"]  # not the first words nor the one after a full stop
