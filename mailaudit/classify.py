@@ -186,7 +186,7 @@ def compact(pipeline: Pipeline | ActBlend) -> None:
     for _, transformer, _ in getattr(pipeline.named_steps["features"], "transformers_", []):
         if hasattr(transformer, "stop_words_"):
             del transformer.stop_words_
-        if hasattr(transformer, "vocabulary_"):  # numpy ints would each become a file inside the archive
+        if "vocabulary_" in vars(transformer):  # TfidfVectorizer: numpy ints would each become a file in the archive
             transformer.vocabulary_ = {term: int(i) for term, i in transformer.vocabulary_.items()}
 
 

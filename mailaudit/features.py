@@ -198,8 +198,32 @@ def _cues(text: str, low: str, words: int) -> list[float]:
     return [*counts, float(signoff), float(thanks_only), float(min(with_request, 3)), float(offer_last), float(ask_q)]
 
 
+# Term lists are saved as one newline-joined string, not a dict: skops writes a dict entry by entry, and the
+# 100,000 entries of the model's vocabularies were most of the 1.5 s a model took to load. Terms hold no
+# newline: tokens are \w runs, char n-grams come from whitespace-split words.
+def pack_terms(terms: Iterable[str]) -> str:
+    return "\n".join(terms)
 
-class CharNgrams(TransformerMixin, BaseEstimator):
+
+def _lookup(model: BaseEstimator, attribute: str) -> dict[str, int]:
+    """The packed term list as term -> index, built on first use and kept out of the saved state."""
+    cache = model.__dict__.setdefault("_lookup_cache", {})
+    if attribute not in cache:
+        packed = model.__dict__[attribute]
+        cache[attribute] = {t: i for i, t in enumerate(packed.split("\n"))} if packed else {}
+    return cache[attribute]
+
+
+class _PackedTerms:
+    """Leaves the lookup cache out of what pickle and skops save."""
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        state.pop("_lookup_cache", None)
+        return state
+
+
+class CharNgrams(_PackedTerms, TransformerMixin, BaseEstimator):
     """Tf-idf of char_wb 3-5-grams (as TfidfVectorizer(analyzer="char_wb", sublinear_tf=True) computes it),
     summed per word: a message's n-grams are those of its words, so each distinct word is looked up once
     and a batch is one sparse product instead of a dictionary lookup per n-gram."""
@@ -211,9 +235,14 @@ class CharNgrams(TransformerMixin, BaseEstimator):
     def fit(self, X: pd.Series, y: object = None) -> CharNgrams:
         vec = TfidfVectorizer(analyzer=char_wb_ngrams, min_df=self.min_df, max_features=self.max_features,
                               sublinear_tf=True, dtype=np.float32).fit(_texts(X))
-        self.vocabulary_ = {term: int(i) for term, i in vec.vocabulary_.items()}
+        self.terms_ = pack_terms(sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__))  # column order
         self.idf_ = vec.idf_.astype(np.float32)
         return self
+
+    @property
+    def vocabulary_(self) -> dict[str, int]:
+        """n-gram -> column; models trained before terms_ stored this dict itself."""
+        return self.__dict__["vocabulary_"] if "vocabulary_" in self.__dict__ else _lookup(self, "terms_")
 
     def transform(self, X: pd.Series) -> sp.csr_matrix:
         per_doc = [text.lower().split() for text in _texts(X)]
@@ -234,7 +263,7 @@ class CharNgrams(TransformerMixin, BaseEstimator):
         return _sublinear_tfidf(counts, self.idf_)
 
 
-class WordNgrams(TransformerMixin, BaseEstimator):
+class WordNgrams(_PackedTerms, TransformerMixin, BaseEstimator):
     """Tf-idf of word 1-2-grams, exactly as TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True) computes
     it, but looked up in bulk: each token is mapped to an id once, and bigrams are found by a sorted search
     over id pairs, instead of building and hashing every 'word word' string (most of prediction time)."""
@@ -255,7 +284,7 @@ class WordNgrams(TransformerMixin, BaseEstimator):
                 uni.append((parts[0], int(col)))
             else:
                 bi.append((parts[0], parts[1], int(col)))
-        self.tokens_ = tokens
+        self.token_list_ = pack_terms(tokens)  # in id order
         self.unigram_col_ = np.full(len(tokens), -1, dtype=np.int64)
         for tok, col in uni:
             self.unigram_col_[tok] = col
@@ -266,8 +295,14 @@ class WordNgrams(TransformerMixin, BaseEstimator):
         self.idf_ = vec.idf_.astype(np.float32)
         return self
 
+    @property
+    def tokens_(self) -> dict[str, int]:
+        """token -> id; models trained before token_list_ stored this dict itself."""
+        return self.__dict__["tokens_"] if "tokens_" in self.__dict__ else _lookup(self, "token_list_")
+
     def transform(self, X: pd.Series) -> sp.csr_matrix:
-        get, unknown = self.tokens_.get, repeat(-1)
+        tokens = self.tokens_
+        get, unknown = tokens.get, repeat(-1)
         per_doc = [list(map(get, _TOKEN.findall(text.lower()), unknown)) for text in _texts(X)]
         n_docs, n_cols = len(per_doc), len(self.idf_)
         lengths = np.array([len(d) for d in per_doc], dtype=np.int64)
@@ -281,7 +316,7 @@ class WordNgrams(TransformerMixin, BaseEstimator):
         if len(ids) > 1 and len(self.bigram_code_):
             a, b = ids[:-1], ids[1:]
             pair = (doc[:-1] == doc[1:]) & (a >= 0) & (b >= 0)
-            codes = a[pair] * len(self.tokens_) + b[pair]
+            codes = a[pair] * len(tokens) + b[pair]
             at = np.searchsorted(self.bigram_code_, codes).clip(max=len(self.bigram_code_) - 1)
             hit = self.bigram_code_[at] == codes
             rows.append(doc[:-1][pair][hit])
