@@ -304,10 +304,14 @@ class WordNgrams(_PackedTerms, TransformerMixin, BaseEstimator):
         tokens = self.tokens_
         get, unknown = tokens.get, repeat(-1)
         per_doc = [list(map(get, _TOKEN.findall(text.lower()), unknown)) for text in _texts(X)]
-        n_docs, n_cols = len(per_doc), len(self.idf_)
         lengths = np.array([len(d) for d in per_doc], dtype=np.int64)
         ids = np.fromiter(chain.from_iterable(per_doc), dtype=np.int64, count=int(lengths.sum()))
-        doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        return self.transform_ids(ids, np.repeat(np.arange(len(per_doc), dtype=np.int64), lengths), len(per_doc))
+
+    def transform_ids(self, ids: np.ndarray, doc: np.ndarray, n_docs: int) -> sp.csr_matrix:
+        """The rows for token ids (tokens_ values, -1 unknown) with the row of each: for callers that
+        tokenise several documents in one pass (sentences.py)."""
+        n_cols = len(self.idf_)
         known = ids >= 0
         uni_cols = np.full(len(ids), -1, dtype=np.int64)
         uni_cols[known] = self.unigram_col_[ids[known]]
@@ -316,7 +320,7 @@ class WordNgrams(_PackedTerms, TransformerMixin, BaseEstimator):
         if len(ids) > 1 and len(self.bigram_code_):
             a, b = ids[:-1], ids[1:]
             pair = (doc[:-1] == doc[1:]) & (a >= 0) & (b >= 0)
-            codes = a[pair] * len(tokens) + b[pair]
+            codes = a[pair] * len(self.tokens_) + b[pair]
             at = np.searchsorted(self.bigram_code_, codes).clip(max=len(self.bigram_code_) - 1)
             hit = self.bigram_code_[at] == codes
             rows.append(doc[:-1][pair][hit])

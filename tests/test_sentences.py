@@ -99,3 +99,19 @@ def test_blend_round_trips_through_skops_and_a_model_of_a_bare_pipeline_still_lo
         save_model(Model(estimator, thresholds, {}), tmp_path / name)
         after = load_model(tmp_path / name).predict(inputs)
         assert np.allclose(before, after, atol=1e-5)
+
+
+def test_one_pass_sentence_rows_equal_transforming_each_sentence():
+    rng = random.Random(7)
+    texts, Y = _training(rng, 60)
+    model = SentenceActs().fit(texts, Y)
+    odd = ["", "   \n\n", "-- \n#1!", "Straße? ÜBER résumé!! café_au lait.\nİstanbul ok", "a b c. d e",
+           ". ".join(f"Line {i} of the agenda" for i in range(60)), "Hi!!!...Could you put me in touch?"]
+    for batch in (texts + odd, odd, odd[2:3]):
+        sentences, owner = split_sentences(batch)
+        rows, got_owner = model._sentence_rows(batch)
+        assert got_owner.tolist() == owner.tolist()
+        expected = model.words_.transform(sentences)
+        assert rows.shape == expected.shape and (rows != expected).nnz == 0
+    assert model._sentence_rows(odd[:2])[0].shape == (0, len(model.words_.idf_))  # no sentence at all
+    assert model.predict_proba(odd[:2]).tolist() == [[0.0] * 4] * 2
