@@ -199,19 +199,22 @@ def _cues(text: str, low: str, words: int) -> list[float]:
 
 
 # Term lists are saved as one newline-joined string, not a dict: skops writes a dict entry by entry, and the
-# 100,000 entries of the model's vocabularies were most of the 1.5 s a model took to load. Terms hold no
-# newline: tokens are \w runs, char n-grams come from whitespace-split words.
+# ~48,000 entries of the model's four vocabularies were most of the 1.4 s a model took to load. Terms hold
+# no newline: tokens are \w runs, char n-grams come from whitespace-split words.
 def pack_terms(terms: Iterable[str]) -> str:
     return "\n".join(terms)
 
 
-def _lookup(model: BaseEstimator, attribute: str) -> dict[str, int]:
-    """The packed term list as term -> index, built on first use and kept out of the saved state."""
+def _lookup(model: BaseEstimator, legacy: str, packed: str) -> dict[str, int]:
+    """Term -> index: the dict itself in models saved before packing (attribute `legacy`), else the packed
+    list `packed` turned into one on first use and kept out of the saved state."""
+    if legacy in model.__dict__:
+        return model.__dict__[legacy]
     cache = model.__dict__.setdefault("_lookup_cache", {})
-    if attribute not in cache:
-        packed = model.__dict__[attribute]
-        cache[attribute] = {t: i for i, t in enumerate(packed.split("\n"))} if packed else {}
-    return cache[attribute]
+    if packed not in cache:
+        terms = model.__dict__[packed]
+        cache[packed] = {t: i for i, t in enumerate(terms.split("\n"))} if terms else {}
+    return cache[packed]
 
 
 class _PackedTerms:
@@ -241,8 +244,8 @@ class CharNgrams(_PackedTerms, TransformerMixin, BaseEstimator):
 
     @property
     def vocabulary_(self) -> dict[str, int]:
-        """n-gram -> column; models trained before terms_ stored this dict itself."""
-        return self.__dict__["vocabulary_"] if "vocabulary_" in self.__dict__ else _lookup(self, "terms_")
+        """n-gram -> column."""
+        return _lookup(self, "vocabulary_", "terms_")
 
     def transform(self, X: pd.Series) -> sp.csr_matrix:
         per_doc = [text.lower().split() for text in _texts(X)]
@@ -297,12 +300,11 @@ class WordNgrams(_PackedTerms, TransformerMixin, BaseEstimator):
 
     @property
     def tokens_(self) -> dict[str, int]:
-        """token -> id; models trained before token_list_ stored this dict itself."""
-        return self.__dict__["tokens_"] if "tokens_" in self.__dict__ else _lookup(self, "token_list_")
+        """token -> id."""
+        return _lookup(self, "tokens_", "token_list_")
 
     def transform(self, X: pd.Series) -> sp.csr_matrix:
-        tokens = self.tokens_
-        get, unknown = tokens.get, repeat(-1)
+        get, unknown = self.tokens_.get, repeat(-1)
         per_doc = [list(map(get, _TOKEN.findall(text.lower()), unknown)) for text in _texts(X)]
         lengths = np.array([len(d) for d in per_doc], dtype=np.int64)
         ids = np.fromiter(chain.from_iterable(per_doc), dtype=np.int64, count=int(lengths.sum()))

@@ -60,9 +60,8 @@ class SentenceActs(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame | pd.Series, Y: np.ndarray) -> SentenceActs:
         texts = _text_column(X)
         Y = np.asarray(Y).reshape(len(texts), -1)
-        sentences, owner = split_sentences(texts)
-        self.words_ = WordNgrams(min_df=self.min_df, max_features=self.max_features).fit(sentences)
-        S, _ = self._sentence_rows(texts)
+        self.words_ = WordNgrams(min_df=self.min_df, max_features=self.max_features).fit(split_sentences(texts)[0])
+        S, owner = self._sentence_rows(texts)
         coefs, intercepts = [], []
         for j in range(Y.shape[1]):
             y = Y[owner, j]
